@@ -1,0 +1,14 @@
+"""sklearn-espro: simplex ensembles (ESPRO) of neural networks for scikit-learn.
+
+Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (volumes,
+sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module),
+:mod:`~sklearn_espro.training` and :mod:`~sklearn_espro.members` (growing simplexes),
+:mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), :mod:`~sklearn_espro.metrics`.
+"""
+
+from .estimator import ESPROClassifier
+from .modules import MLP, ConvNet1d
+from .simplex import Simplex
+
+__all__ = ["ESPROClassifier", "MLP", "ConvNet1d", "Simplex"]
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""Input checks and conversions for the estimator (the one place that imports sklearn internals).
+
+Resolves the ``device`` argument, builds a module from ``module`` and its routed
+``module__*`` arguments, and turns the ``modes`` a user passes (modules, state
+dicts, fitted skorch nets) into state dicts.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+__all__ = [
+    "Interval",
+    "StrOptions",
+    "build_module",
+    "mode_state_dict",
+    "reset_parameters",
+    "resolve_device",
+]
+
+
+def resolve_device(device: str | torch.device) -> str:
+    """``"auto"`` means CUDA when available, else CPU; other values must be torch devices."""
+    if device == "auto" or device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but CUDA is not available on this machine.")
+    return str(resolved)
+
+
+def reset_parameters(module: nn.Module) -> nn.Module:
+    """Re-initialise every submodule that has ``reset_parameters`` (in place)."""
+    for sub in module.modules():
+        if hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+    return module
+
+
+def _accepted_arguments(cls: type) -> tuple[set[str], bool]:
+    params = inspect.signature(cls.__init__).parameters
+    names = {n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    return names, takes_any
+
+
+def build_module(
+    module: Any, kwargs: dict[str, Any], *, n_features_in: int, n_classes: int
+) -> nn.Module:
+    """A freshly initialised network from ``module`` (class or instance) and its arguments.
+
+    A class is called with ``kwargs``, to which ``n_features_in`` and ``n_classes`` are
+    added when its constructor takes them and they were not given. An instance is
+    deep-copied and re-initialised (``kwargs`` must then be empty).
+    """
+    if isinstance(module, nn.Module):
+        if kwargs:
+            raise ValueError(
+                f"module__{next(iter(kwargs))} was given, but module is an instance of "
+                f"{type(module).__name__}; pass the class to set its arguments."
+            )
+        return reset_parameters(copy.deepcopy(module))
+    if not (isinstance(module, type) and issubclass(module, nn.Module)):
+        raise TypeError(
+            f"module must be a torch.nn.Module subclass or instance, got {module!r} of type {type(module).__name__}."
+        )
+    accepted, takes_any = _accepted_arguments(module)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown and not takes_any:
+        raise ValueError(
+            f"module__{unknown[0]} is not an argument of {module.__name__}; "
+            f"it accepts: {', '.join(sorted(accepted)) or 'nothing'}."
+        )
+    kwargs = dict(kwargs)
+    for name, value in (("n_features_in", n_features_in), ("n_classes", n_classes)):
+        if name in accepted and name not in kwargs:
+            kwargs[name] = value
+    return module(**kwargs)
+
+
+def mode_state_dict(mode: Any, index: int) -> dict[str, torch.Tensor]:
+    """State dict of a pretrained mode: an ``nn.Module``, a state dict, or a fitted skorch net."""
+    if isinstance(mode, nn.Module):
+        state = mode.state_dict()
+    elif hasattr(mode, "module_") and isinstance(mode.module_, nn.Module):
+        state = mode.module_.state_dict()
+    elif isinstance(mode, dict) and all(isinstance(v, torch.Tensor) for v in mode.values()):
+        state = mode
+    else:
+        raise TypeError(
+            f"modes[{index}] must be an nn.Module, a state dict or a fitted skorch net, "
+            f"got {type(mode).__name__}."
+        )
+    return {k: v.detach().cpu().clone() for k, v in state.items()}

@@ -1,0 +1,405 @@
+"""ESPROClassifier: the scikit-learn face of simplex ensembles (the estimator contract lives here)."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from ._validation import Interval, StrOptions, build_module, mode_state_dict, resolve_device
+from .geometry import sample_barycentric
+from .members import fit_simplex
+from .modules import MLP
+from .simplex import batched_forward, batchnorm_buffer_names, expand, recompute_batchnorm
+from .training import random_log_volume
+
+__all__ = ["ESPROClassifier"]
+
+_ROUTED = ("module__", "optimizer__", "criterion__")
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+class ESPROClassifier(ClassifierMixin, BaseEstimator):
+    """Simplex ensemble (ESPRO) of any torch module, as a scikit-learn classifier.
+
+    Trains ``n_modes`` networks independently; around each grows a simplex of
+    ``n_vertices`` low-loss weight vectors, one vertex at a time, minimising the mean
+    loss of ``n_train_samples`` models drawn uniformly in the simplex minus
+    ``lambda * log(volume)`` (Eq. 1/3); predicts by averaging the class probabilities
+    of ``n_samples`` models drawn from each simplex (Eq. 5).
+
+    Parameters
+    ----------
+    module : nn.Module subclass or instance, default=MLP
+        Maps a float32 batch of ``X`` to logits. A class is built with the
+        ``module__*`` arguments; ``n_features_in`` and ``n_classes`` are filled from
+        the data when its constructor takes them and they are not given. An instance
+        is copied and re-initialised for each mode.
+    n_modes : int, default=3
+        Number of independently trained networks, one simplex each (``J``).
+    n_vertices : int, default=3
+        Vertices of each simplex, the mode included. ``1`` is a plain deep ensemble.
+    volume_reg : float, default=0.05
+        ``lambda`` of Eq. 1, before scaling: while a simplex grows to ``n`` vertices
+        the weight of ``log V`` is ``volume_reg / max(|log V_init(n)|, 1)``, with
+        ``V_init(n)`` the volume of a simplex of ``n`` freshly initialised networks
+        (the reference code's normalisation), so one grid of values suits any size
+        of network. ``0`` grows simplexes with no volume term.
+    n_train_samples : int, default=5
+        Models drawn per training step (``H`` of Eq. 3); each sees one chunk of the
+        minibatch, all in one vectorised forward.
+    n_samples : int, default=5
+        Models drawn from each simplex for prediction (``M`` of Eq. 5); fixed at fit.
+    max_epochs : int, default=30
+        Epochs of each mode (cosine learning-rate schedule).
+    vertex_epochs : int, default=3
+        Epochs of each added vertex.
+    lr : float, default=0.05
+        Learning rate of the modes.
+    vertex_lr : float, default=0.01
+        Learning rate of the vertices.
+    batch_size : int, default=128
+    optimizer : torch.optim.Optimizer subclass, default=torch.optim.SGD
+        Used for modes and vertices with ``optimizer__*`` arguments; for SGD,
+        ``optimizer__momentum`` defaults to 0.9.
+    criterion : nn.Module subclass, default=nn.CrossEntropyLoss
+        Built with the ``criterion__*`` arguments; takes logits and class indices.
+    device : {"auto", "cpu", "cuda", ...}, default="auto"
+        ``"auto"``: CUDA when available, else the CPU.
+    n_jobs : int, default=None
+        Simplexes trained in parallel by ``joblib`` (the backend is chosen outside
+        with ``joblib.parallel_config``).
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+        ``1`` shows a progress bar per simplex with its loss and log-volume.
+    modes : list of (nn.Module, state dict or fitted skorch net), default=None
+        Pretrained starting points; then no mode is trained, ``n_modes`` is ignored and
+        only the simplexes grow (an existing deep ensemble turned into ESPRO).
+    **kwargs
+        ``module__*``, ``optimizer__*`` and ``criterion__*`` arguments, as in skorch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    simplexes_ : list of Simplex
+        The fitted simplexes (vertices on the CPU), one per mode.
+    log_volumes_ : ndarray of shape (n_simplexes,)
+        Natural log of each simplex's volume (0 for a single vertex).
+    sample_coords_ : list of Tensor of shape (n_samples, n_vertices)
+        Barycentric coordinates of the models averaged by ``predict_proba``.
+    sample_buffers_ : list of dict
+        Buffers of those models; BatchNorm statistics recomputed on the training data.
+    history_ : list of dict
+        One record per epoch: ``simplex``, ``phase`` ("mode" or "vertex"), ``vertex``,
+        ``epoch``, ``loss`` and, for vertices, ``log_volume``.
+
+    Notes
+    -----
+    Training cost of a simplex beyond its mode: ``(n_vertices - 1) * vertex_epochs``
+    epochs, each about one plain epoch. Prediction runs the ``n_modes * n_samples``
+    models as one vectorised forward per simplex. With BatchNorm, fitting ends with
+    one forward pass over the training data per simplex to recompute statistics.
+
+    References
+    ----------
+    G. Benton, W. Maddox, S. Lotfi, A. G. Wilson. Loss Surface Simplexes for Mode
+    Connecting Volumes and Fast Ensembling. ICML 2021.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from sklearn_espro import ESPROClassifier
+    >>> X, y = make_classification(n_samples=60, n_features=5, random_state=0)
+    >>> clf = ESPROClassifier(n_modes=2, n_vertices=2, max_epochs=2, vertex_epochs=1,
+    ...                       module__hidden_sizes=(8,), random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).sum(axis=1).round(6)
+    array([1., 1.])
+    """
+
+    _parameter_constraints: dict = {
+        "module": [type, nn.Module],
+        "n_modes": [Interval(Integral, 1, None, closed="left")],
+        "n_vertices": [Interval(Integral, 1, None, closed="left")],
+        "volume_reg": [Interval(Real, 0, None, closed="left")],
+        "n_train_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "vertex_epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "vertex_lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [type],
+        "criterion": [type],
+        "device": [StrOptions({"auto"}), str, torch.device],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "modes": [list, tuple, None],
+    }
+
+    def __init__(
+        self,
+        module=MLP,
+        *,
+        n_modes=3,
+        n_vertices=3,
+        volume_reg=0.05,
+        n_train_samples=5,
+        n_samples=5,
+        max_epochs=30,
+        vertex_epochs=3,
+        lr=0.05,
+        vertex_lr=0.01,
+        batch_size=128,
+        optimizer=torch.optim.SGD,
+        criterion=nn.CrossEntropyLoss,
+        device="auto",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        modes=None,
+        **kwargs,
+    ):
+        self.module = module
+        self.n_modes = n_modes
+        self.n_vertices = n_vertices
+        self.volume_reg = volume_reg
+        self.n_train_samples = n_train_samples
+        self.n_samples = n_samples
+        self.max_epochs = max_epochs
+        self.vertex_epochs = vertex_epochs
+        self.lr = lr
+        self.vertex_lr = vertex_lr
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.criterion = criterion
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.modes = modes
+        for key, value in kwargs.items():
+            if not key.startswith(_ROUTED):
+                raise TypeError(
+                    f"ESPROClassifier got an unexpected argument {key!r}; routed arguments "
+                    f"start with {', '.join(_ROUTED)}."
+                )
+            setattr(self, key, value)
+
+    # -- routed arguments, as skorch does -------------------------------------------
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        params.update({k: v for k, v in vars(self).items() if k.startswith(_ROUTED)})
+        return params
+
+    def set_params(self, **params):
+        for key in [k for k in params if k.startswith(_ROUTED)]:
+            setattr(self, key, params.pop(key))
+        return super().set_params(**params)
+
+    def _routed(self, prefix: str) -> dict[str, Any]:
+        return {k[len(prefix):]: v for k, v in vars(self).items() if k.startswith(prefix)}
+
+    def _optimizer_kwargs(self) -> dict[str, Any]:
+        kwargs = self._routed("optimizer__")
+        if self.optimizer is torch.optim.SGD:
+            kwargs.setdefault("momentum", 0.9)
+        return kwargs
+
+    # -- fitting ----------------------------------------------------------------------
+    def fit(self, X, y):
+        """Train the modes, grow their simplexes, and fix the models used for prediction.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Cast to float32; 2-D for MLPs, 3-D or 4-D for convolutional networks.
+        y : array-like of shape (n_samples,)
+            Class labels of any type.
+
+        Returns
+        -------
+        self : ESPROClassifier
+        """
+        self._validate_params()
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least two.")
+        y_idx = encoder.transform(y).astype(np.int64)
+        device = resolve_device(self.device)
+        n_classes = len(encoder.classes_)
+        rng = check_random_state(self.random_state)
+        modules, pretrained = self._initial_modules(X, n_classes, rng)
+        seeds = rng.randint(_MAX_SEED, size=len(modules))
+        # drawn last, so that the modes do not depend on n_vertices
+        volume_regs = self._volume_regs(X, n_classes, rng)
+        shared = {
+            "n_vertices": self.n_vertices, "n_samples": self.n_samples, "pretrained": pretrained,
+            "mode_kwargs": self._mode_kwargs(n_classes), "vertex_kwargs": self._vertex_kwargs(),
+            "volume_regs": volume_regs, "device": device, "verbose": self.verbose,
+        }
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(fit_simplex)(module, X, y_idx, seed=int(seed), name=f"simplex {j}", **shared)
+            for j, (module, seed) in enumerate(zip(modules, seeds))
+        )
+        self.classes_ = encoder.classes_
+        self._input_shape = X.shape[1:]
+        self.simplexes_ = [r["simplex"] for r in results]
+        self.sample_coords_ = [r["coords"] for r in results]
+        self.sample_buffers_ = [r["buffers"] for r in results]
+        self.log_volumes_ = np.array([float(s.log_volume()) for s in self.simplexes_])
+        self.history_ = [{"simplex": j, **rec} for j, r in enumerate(results) for rec in r["history"]]
+        return self
+
+    def _build(self, n_features_in: int, n_classes: int) -> nn.Module:
+        return build_module(
+            self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
+        )
+
+    def _seeded_build(self, n_features_in: int, n_classes: int, seed: int) -> nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return self._build(n_features_in, n_classes)
+
+    def _initial_modules(self, X: np.ndarray, n_classes: int, rng) -> tuple[list[nn.Module], bool]:
+        """Freshly initialised networks, or the pretrained ``modes`` loaded into them."""
+        n_features = X.shape[1]
+        if self.modes is None:
+            seeds = rng.randint(_MAX_SEED, size=self.n_modes)
+            return [self._seeded_build(n_features, n_classes, int(s)) for s in seeds], False
+        if len(self.modes) == 0:
+            raise ValueError("modes is empty; pass at least one pretrained network, or modes=None.")
+        modules = []
+        for i, mode in enumerate(self.modes):
+            module = self._build(n_features, n_classes)
+            try:
+                module.load_state_dict(mode_state_dict(mode, i))
+            except RuntimeError as exc:
+                raise ValueError(f"modes[{i}] does not fit the module {type(module).__name__}: {exc}") from exc
+            modules.append(module)
+        return modules, True
+
+    def _mode_kwargs(self, n_classes: int) -> dict[str, Any]:
+        return {
+            "n_classes": n_classes, "max_epochs": self.max_epochs, "lr": self.lr,
+            "batch_size": self.batch_size, "optimizer": self.optimizer,
+            "optimizer_kwargs": self._optimizer_kwargs(), "criterion": self.criterion,
+            "criterion_kwargs": self._routed("criterion__"),
+        }
+
+    def _vertex_kwargs(self) -> dict[str, Any]:
+        return {
+            "epochs": self.vertex_epochs, "lr": self.vertex_lr, "batch_size": self.batch_size,
+            "n_train_samples": self.n_train_samples, "optimizer": self.optimizer,
+            "optimizer_kwargs": self._optimizer_kwargs(),
+            "criterion": self.criterion(**self._routed("criterion__")),
+        }
+
+    def _volume_regs(self, X: np.ndarray, n_classes: int, rng) -> list[float]:
+        """Scaled ``lambda`` for each vertex index (index i: the simplex grows to i + 1 vertices)."""
+        regs = [0.0]
+        if self.volume_reg == 0 or self.n_vertices < 2:
+            return regs * self.n_vertices
+        seeds = rng.randint(_MAX_SEED, size=self.n_vertices)
+        fresh = [self._seeded_build(X.shape[1], n_classes, int(s)) for s in seeds]
+        for n in range(2, self.n_vertices + 1):
+            regs.append(self.volume_reg / max(abs(random_log_volume(fresh[:n])), 1.0))
+        return regs
+
+    # -- prediction -------------------------------------------------------------------
+    def _validate_X(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        if X.shape[1:] != self._input_shape:
+            raise ValueError(
+                f"X has samples of shape {X.shape[1:]}, but ESPROClassifier was fitted on "
+                f"samples of shape {self._input_shape}."
+            )
+        return X
+
+    @torch.no_grad()
+    def predict_proba(self, X):
+        """Mean class probabilities of the models sampled from every simplex (Eq. 5).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Rows sum to one.
+        """
+        X = self._validate_X(X)
+        device = resolve_device(self.device)
+        X_t = torch.as_tensor(X, device=device)
+        total = torch.zeros(len(X), len(self.classes_), dtype=torch.float64, device=device)
+        for simplex, coords, buffers in zip(self.simplexes_, self.sample_coords_, self.sample_buffers_):
+            simplex = simplex.to(device)
+            module = simplex.module.eval()
+            params = simplex.combine(coords.to(device))
+            buffers = {k: v.to(device) for k, v in buffers.items()}
+            for start in range(0, len(X), self.batch_size):
+                logits = batched_forward(module, params, buffers, X_t[start : start + self.batch_size])
+                total[start : start + self.batch_size] += logits.double().softmax(-1).mean(0)
+        proba = (total / total.sum(1, keepdim=True)).cpu().numpy()
+        return proba
+
+    def predict(self, X):
+        """Class labels of the highest mean probability.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+    def sample_models(self, n_models, *, X=None, random_state=None):
+        """Plain networks drawn uniformly from the simplexes (round-robin over simplexes).
+
+        Parameters
+        ----------
+        n_models : int
+        X : array-like of shape (n_samples, ...), default=None
+            Data on which BatchNorm statistics of each model are recomputed; required
+            when the module has BatchNorm layers and the simplexes have more than one vertex.
+        random_state : int, RandomState instance or None, default=None
+
+        Returns
+        -------
+        list of nn.Module
+            On the CPU, in evaluation mode.
+        """
+        check_is_fitted(self)
+        rng = check_random_state(random_state)
+        generator = torch.Generator().manual_seed(int(rng.randint(_MAX_SEED)))
+        X_t = None if X is None else torch.as_tensor(self._validate_X(X))
+        models = []
+        for i in range(n_models):
+            simplex = self.simplexes_[i % len(self.simplexes_)]
+            coords = sample_barycentric(1, simplex.n_vertices, generator=generator)
+            buffers = expand(simplex.buffers, 1)
+            stale = simplex.n_vertices > 1 and bool(batchnorm_buffer_names(simplex.module))
+            if stale and X_t is None:
+                raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
+            if stale:
+                buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, X_t.split(self.batch_size))
+            models.append(simplex.to_module(coords[0], {k: v[0] for k, v in buffers.items()}).eval())
+        return models

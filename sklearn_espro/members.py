@@ -1,0 +1,168 @@
+"""One ensemble member from start to finish: train a mode with skorch, grow its simplex.
+
+The jobs that :class:`~sklearn_espro.ESPROClassifier` runs in parallel; plain
+functions, no scikit-learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .geometry import sample_barycentric
+from .simplex import Simplex, expand, recompute_batchnorm
+from .training import EpochCallback, check_finite, grow_simplex
+
+__all__ = ["fit_simplex", "train_mode"]
+
+
+def train_mode(
+    module: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_classes: int,
+    max_epochs: int,
+    lr: float,
+    batch_size: int,
+    optimizer: type[torch.optim.Optimizer],
+    optimizer_kwargs: dict[str, Any],
+    criterion: type[nn.Module],
+    criterion_kwargs: dict[str, Any],
+    device: str,
+    seed: int,
+    phase: str = "mode",
+    on_epoch: EpochCallback | None = None,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train one network (a mode) with skorch: SGD-style optimizer, cosine schedule.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Initialised network mapping a float32 batch of ``X`` to logits; trained in place.
+    X : ndarray of shape (n_samples, ...), float32
+    y : ndarray of shape (n_samples,), int64 class indices
+    seed : int
+        Seeds the shuffling of minibatches (and the global torch RNG, for dropout).
+    phase : str, default="mode"
+        Name of this phase in errors and history.
+    on_epoch : callable, default=None
+        Called after each epoch with that epoch's history record.
+
+    Returns
+    -------
+    module : nn.Module
+        The trained network, on the CPU.
+    history : list of dict
+        One record per epoch: ``phase``, ``vertex`` (0), ``epoch``, ``loss``.
+    """
+    from skorch import NeuralNetClassifier
+    from skorch.callbacks import Callback, LRScheduler
+
+    history: list[dict[str, Any]] = []
+
+    class _Record(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            loss = float(net.history[-1, "train_loss"])
+            check_finite(loss, len(history), phase, lr)
+            history.append({"phase": "mode", "vertex": 0, "epoch": len(history), "loss": loss})
+            if on_epoch is not None:
+                on_epoch(history[-1])
+
+    torch.manual_seed(seed)
+    net = NeuralNetClassifier(
+        module,
+        criterion=criterion,
+        optimizer=optimizer,
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        train_split=None,
+        device=device,
+        classes=list(range(n_classes)),
+        verbose=0,
+        callbacks=[
+            ("cosine", LRScheduler("CosineAnnealingLR", T_max=max(max_epochs, 1))),
+            ("record", _Record()),
+        ],
+        iterator_train__shuffle=True,
+        iterator_train__generator=torch.Generator().manual_seed(seed),
+        **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
+        **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
+    )
+    net.fit(X, y)
+    return net.module_.cpu(), history
+
+
+def fit_simplex(
+    module: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_vertices: int,
+    n_samples: int,
+    pretrained: bool,
+    mode_kwargs: dict[str, Any],
+    vertex_kwargs: dict[str, Any],
+    volume_regs: Sequence[float],
+    device: str,
+    seed: int,
+    name: str = "simplex",
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """One ESPRO member, start to finish: a mode, its simplex, and its prediction samples.
+
+    1. Train ``module`` as a mode with :func:`train_mode` (skipped if ``pretrained``).
+    2. Grow its simplex to ``n_vertices`` with :func:`grow_simplex` on ``device``.
+    3. Draw the ``n_samples`` barycentric coordinates used for prediction (Eq. 5), and
+       recompute BatchNorm statistics of those models on ``X``.
+
+    Returns
+    -------
+    dict
+        ``simplex`` (on the CPU), ``coords`` (n_samples, n_vertices), ``buffers``
+        ({name: (n_samples, *shape)}) and ``history`` (list of dict).
+    """
+    from tqdm.auto import tqdm
+
+    total = (0 if pretrained else mode_kwargs["max_epochs"]) + (n_vertices - 1) * vertex_kwargs["epochs"]
+    bar = tqdm(total=total, desc=name, disable=verbose < 1, leave=True)
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        bar.set_postfix({k: record[k] for k in ("vertex", "loss", "log_volume") if k in record})
+        bar.update()
+
+    history: list[dict[str, Any]] = []
+    try:
+        if not pretrained:
+            module, history = train_mode(
+                module, X, y, seed=seed, device=device, phase=f"the mode of {name}", on_epoch=on_epoch, **mode_kwargs
+            )
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        simplex = Simplex.from_module(module.to(device).eval()).to(device)
+        X_t = torch.as_tensor(X, device=device)
+        y_t = torch.as_tensor(y, device=device)
+        simplex, records = grow_simplex(
+            simplex, X_t, y_t, n_vertices, volume_regs=volume_regs, phase=name,
+            generator=generator, on_epoch=on_epoch, **vertex_kwargs,
+        )
+        history += records
+        n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
+        coords = sample_barycentric(n_draws, n_vertices, generator=generator, device=device)
+        buffers = expand(simplex.buffers, n_draws)
+        if n_vertices > 1:
+            batches = X_t.split(vertex_kwargs["batch_size"])
+            buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, batches)
+    finally:
+        bar.close()
+    return {
+        "simplex": simplex.to("cpu"),
+        "coords": coords.cpu(),
+        "buffers": {k: v.cpu().clone() for k, v in buffers.items()},
+        "history": history,
+    }

@@ -1,0 +1,109 @@
+"""Small ready-made networks: the default MLP and a 1-D CNN for sequences.
+
+Any ``nn.Module`` mapping a float32 batch to logits works with
+:class:`~sklearn_espro.ESPROClassifier`; these exist so that the estimator has a
+sensible default and the benchmarks a shared CNN. Both take ``n_features_in`` and
+``n_classes``, which the estimator fills from the data when not given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["MLP", "ConvNet1d"]
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron with ReLU activations, returning logits.
+
+    Parameters
+    ----------
+    n_features_in : int
+        Input width (filled from X by the estimator).
+    n_classes : int
+        Output width (filled from y by the estimator).
+    hidden_sizes : sequence of int, default=(128, 128)
+        Width of each hidden layer.
+    dropout : float, default=0.0
+        Dropout probability after each hidden layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> MLP(4, 3, hidden_sizes=(8,))(torch.zeros(2, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(
+        self, n_features_in: int, n_classes: int, hidden_sizes: Sequence[int] = (128, 128), dropout: float = 0.0
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features_in
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, n_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x.flatten(1))
+
+
+class ConvNet1d(nn.Module):
+    """1-D convolutional network: strided conv, BatchNorm, ReLU blocks, then a linear head.
+
+    Parameters
+    ----------
+    n_features_in : int
+        Sequence length of 2-D input (n, length), read as a single channel; for 3-D
+        input (n, in_channels, length) pass the length explicitly as ``length``.
+    n_classes : int
+        Number of logits.
+    channels : sequence of int, default=(32, 32, 32)
+        Output channels of each block; each block halves the length (stride 2).
+    kernel_size : int, default=5
+    batchnorm : bool, default=True
+    in_channels : int, default=1
+    length : int, default=None
+        Sequence length; ``None`` means ``n_features_in``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ConvNet1d(40, 10)(torch.zeros(3, 40)).shape
+    torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        n_features_in: int,
+        n_classes: int,
+        channels: Sequence[int] = (32, 32, 32),
+        kernel_size: int = 5,
+        batchnorm: bool = True,
+        in_channels: int = 1,
+        length: int | None = None,
+    ):
+        super().__init__()
+        length = n_features_in if length is None else length
+        blocks: list[nn.Module] = []
+        width = in_channels
+        for size in channels:
+            blocks.append(nn.Conv1d(width, size, kernel_size, stride=2, padding=kernel_size // 2))
+            if batchnorm:
+                blocks.append(nn.BatchNorm1d(size))
+            blocks.append(nn.ReLU())
+            width = size
+            length = (length - 1) // 2 + 1
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(width * length, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        return self.head(self.features(x).flatten(1))

@@ -1,0 +1,318 @@
+"""A simplex of weights for any ``nn.Module``.
+
+The vertices of a simplex are stored stacked per parameter name,
+``{name: Tensor of shape (n_vertices, *shape)}``; a point of the simplex with
+barycentric coordinates ``t`` has weights ``sum_i t_i a_i``. Many such points run as
+one vectorised forward through ``torch.func.vmap`` over
+``torch.func.functional_call``. No optimizer, no data loader and no scikit-learn here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .geometry import log_simplex_volume
+
+__all__ = [
+    "Simplex",
+    "batch_statistics",
+    "batched_forward",
+    "batchnorm_buffer_names",
+    "combine",
+    "expand",
+    "flatten",
+    "recompute_batchnorm",
+    "unflatten",
+]
+
+Params = dict[str, Tensor]
+
+
+def flatten(params: Mapping[str, Tensor], n_leading: int = 1) -> Tensor:
+    """Concatenate parameters into vectors, keeping ``n_leading`` leading dimensions.
+
+    Parameters
+    ----------
+    params : dict of str to Tensor of shape (*lead, *shape)
+    n_leading : int, default=1
+
+    Returns
+    -------
+    Tensor of shape (*lead, n_params)
+    """
+    tensors = list(params.values())
+    lead = tensors[0].shape[:n_leading]
+    return torch.cat([t.reshape(*lead, -1) for t in tensors], dim=-1)
+
+
+def unflatten(flat: Tensor, like: Mapping[str, Tensor], n_leading: int = 1) -> Params:
+    """Inverse of :func:`flatten`: views of ``flat`` (n_models, n_params) shaped as ``like``.
+
+    ``like`` maps names to tensors of shape (*lead, *shape) whose last dimensions give
+    each parameter's shape (only shapes are read).
+    """
+    shapes = [v.shape[n_leading:] for v in like.values()]
+    parts = flat.split([s.numel() for s in shapes], dim=-1)
+    lead = flat.shape[:-1]
+    return {name: part.view(*lead, *shape) for name, part, shape in zip(like, parts, shapes)}
+
+
+def combine(vertices: Mapping[str, Tensor], coords: Tensor) -> Params:
+    """Weights at barycentric coordinates: ``theta = sum_i t_i a_i`` for each row ``t``.
+
+    One matrix product on the flattened vertices, then views per parameter.
+
+    Parameters
+    ----------
+    vertices : dict of str to Tensor of shape (n_vertices, *shape)
+    coords : Tensor of shape (n_models, n_vertices)
+
+    Returns
+    -------
+    dict of str to Tensor of shape (n_models, *shape)
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = combine({"w": torch.tensor([[0.0, 2.0], [4.0, 0.0]])}, torch.tensor([[0.5, 0.5]]))
+    >>> w["w"]
+    tensor([[2., 1.]])
+    """
+    flat = flatten(vertices)
+    return unflatten(coords.to(flat.dtype) @ flat, vertices)
+
+
+def expand(tensors: Mapping[str, Tensor], n_models: int, *, clone: bool = False) -> Params:
+    """Give each tensor a leading model dimension of size ``n_models``.
+
+    ``clone=True`` makes writable copies (needed when a forward in training mode
+    updates BatchNorm statistics in place).
+    """
+    out = {k: v.unsqueeze(0).expand(n_models, *v.shape) for k, v in tensors.items()}
+    return {k: v.clone() for k, v in out.items()} if clone else out
+
+
+def batched_forward(
+    module: nn.Module,
+    params: Params,
+    buffers: Params,
+    x: Tensor,
+    *,
+    x_batched: bool = False,
+    buffers_batched: bool = True,
+) -> Tensor:
+    """Run ``n_models`` weight settings of ``module`` as one vectorised forward.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The architecture; its own weights are not used. Its ``training`` flag decides
+        the behaviour of dropout and BatchNorm.
+    params : dict of str to Tensor of shape (n_models, *shape)
+    buffers : dict of str to Tensor of shape (n_models, *shape), or (*shape)
+        Per-model buffers, or (``buffers_batched=False``) read-only shared ones.
+    x : Tensor of shape (n_models, batch, ...) if ``x_batched`` else (batch, ...)
+        One chunk of inputs per model, or the same inputs for every model.
+    x_batched : bool, default=False
+    buffers_batched : bool, default=True
+
+    Returns
+    -------
+    Tensor of shape (n_models, batch, *out_shape)
+    """
+
+    def call(p: Params, b: Params, inputs: Tensor) -> Tensor:
+        return functional_call(module, (p, b), (inputs,))
+
+    in_dims = (0, 0 if buffers_batched else None, 0 if x_batched else None)
+    with _vectorisable_attention():
+        return vmap(call, in_dims=in_dims, randomness="different")(params, buffers, x)
+
+
+@contextmanager
+def _vectorisable_attention() -> Iterator[None]:
+    """Attention kernels that vmap vectorises.
+
+    The fused kernels (``nn.TransformerEncoderLayer``'s inference fast path, flash
+    scaled-dot-product attention) have no vmap rule and would run one model at a time;
+    the plain layers and the math attention backend vectorise.
+    """
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def batchnorm_buffer_names(module: nn.Module) -> list[str]:
+    """Names of the running mean and variance buffers of BatchNorm layers."""
+    names = []
+    for prefix, sub in module.named_modules():
+        if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.track_running_stats:
+            dot = f"{prefix}." if prefix else ""
+            names += [f"{dot}running_mean", f"{dot}running_var"]
+    return names
+
+
+@contextmanager
+def batch_statistics(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in training mode with BatchNorm layers normalising by batch statistics
+    and not updating their running statistics (so a vectorised forward writes nothing).
+    """
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.track_running_stats) for m in layers]
+    was_training = module.training
+    try:
+        for m in layers:
+            m.track_running_stats = False
+        yield module.train()
+    finally:
+        for m, flag in saved:
+            m.track_running_stats = flag
+        module.train(was_training)
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    module: nn.Module, params: Params, buffers: Params, batches: Iterable[Tensor]
+) -> Params:
+    """BatchNorm statistics of each of ``n_models`` weight settings, over data batches.
+
+    Each model's running mean and variance become the average over ``batches`` of
+    its per-batch statistics, weighted by batch size (as ``torch.optim.swa_utils.
+    update_bn`` does), computed for all models in one vectorised forward per batch.
+
+    Parameters
+    ----------
+    module : nn.Module
+    params, buffers : dict of str to Tensor of shape (n_models, *shape)
+    batches : iterable of Tensor of shape (batch, ...)
+
+    Returns
+    -------
+    dict of str to Tensor of shape (n_models, *shape)
+        ``buffers`` with the BatchNorm statistics replaced; others unchanged.
+    """
+    names = batchnorm_buffer_names(module)
+    if not names:
+        return dict(buffers)
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in layers]
+    was_training = module.training
+    work = {k: v.clone() for k, v in buffers.items()}
+    totals = {k: torch.zeros_like(work[k]) for k in names}
+    count = 0
+    try:
+        for m in layers:
+            m.momentum = 1.0  # running stats := this batch's stats
+        module.train()
+        for xb in batches:
+            batched_forward(module, params, work, xb)
+            for k in names:
+                totals[k] += work[k] * len(xb)
+            count += len(xb)
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        module.train(was_training)
+    return {**work, **{k: totals[k] / max(count, 1) for k in names}}
+
+
+class Simplex:
+    """A simplex of weights of one architecture.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The architecture. Its weights are ignored; its buffers are the default ones.
+    vertices : dict of str to Tensor of shape (n_vertices, *shape)
+        One entry per parameter of ``module``, vertices stacked along dimension 0.
+    buffers : dict of str to Tensor, default=None
+        Buffers (BatchNorm statistics, ...) shared by the points of the simplex; by
+        default those of ``module``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 1)
+    >>> s = Simplex.from_module(net)
+    >>> s.n_vertices
+    1
+    """
+
+    def __init__(self, module: nn.Module, vertices: Params, buffers: Params | None = None):
+        self.module = module
+        self.vertices = dict(vertices)
+        if buffers is None:
+            buffers = {k: v.detach() for k, v in module.named_buffers()}
+        self.buffers = dict(buffers)
+
+    @classmethod
+    def from_module(cls, module: nn.Module) -> Simplex:
+        """The 0-simplex (one vertex) at the current weights of ``module``."""
+        vertices = {k: v.detach().clone().unsqueeze(0) for k, v in module.named_parameters()}
+        buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
+        return cls(module, vertices, buffers)
+
+    @property
+    def n_vertices(self) -> int:
+        """Number of vertices (``k + 1`` for a k-simplex)."""
+        return next(iter(self.vertices.values())).shape[0]
+
+    def add_vertex(self, params: Mapping[str, Tensor]) -> Simplex:
+        """A new simplex with one more vertex at ``params`` ({name: Tensor of shape})."""
+        vertices = {k: torch.cat([v, params[k].detach().unsqueeze(0)]) for k, v in self.vertices.items()}
+        return Simplex(self.module, vertices, self.buffers)
+
+    def vertex(self, i: int) -> Params:
+        """Weights of vertex ``i`` as {name: Tensor of shape}."""
+        return {k: v[i] for k, v in self.vertices.items()}
+
+    def combine(self, coords: Tensor) -> Params:
+        """Weights at barycentric coordinates ``coords`` of shape (n_models, n_vertices)."""
+        return combine(self.vertices, coords)
+
+    def flat_vertices(self) -> Tensor:
+        """Vertices as one matrix of shape (n_vertices, n_params)."""
+        return flatten(self.vertices)
+
+    def log_volume(self) -> Tensor:
+        """Log of the simplex's volume (float64), see :func:`~.geometry.log_simplex_volume`."""
+        return log_simplex_volume(self.flat_vertices())
+
+    def forward(self, coords: Tensor, x: Tensor, buffers: Params | None = None) -> Tensor:
+        """Outputs of the models at ``coords`` (n_models, n_vertices) on ``x``: (n_models, batch, ...).
+
+        ``buffers`` may give each model its own, as (n_models, *shape) tensors.
+        """
+        if buffers is None:
+            buffers = expand(self.buffers, coords.shape[0])
+        return batched_forward(self.module, self.combine(coords), buffers, x)
+
+    def to_module(self, coords: Tensor, buffers: Params | None = None) -> nn.Module:
+        """A plain ``nn.Module`` with the weights at ``coords`` (n_vertices,)."""
+        module = copy.deepcopy(self.module)
+        params = {k: v[0] for k, v in self.combine(coords.reshape(1, -1)).items()}
+        state = {**self.buffers, **(buffers or {}), **params}
+        module.load_state_dict(state, strict=True)
+        return module
+
+    def to(self, device: torch.device | str) -> Simplex:
+        """A copy of the simplex on ``device``."""
+        module = copy.deepcopy(self.module).to(device)
+        vertices = {k: v.to(device) for k, v in self.vertices.items()}
+        buffers = {k: v.to(device) for k, v in self.buffers.items()}
+        return Simplex(module, vertices, buffers)
+
+    def __repr__(self) -> str:
+        n_params = sum(v[0].numel() for v in self.vertices.values())
+        return f"Simplex(module={type(self.module).__name__}, n_vertices={self.n_vertices}, n_params={n_params})"

@@ -1,0 +1,292 @@
+"""Training a simplex: one vertex at a time on the regularised loss (Eq. 1 and 3).
+
+Plain functions on tensors and modules; no scikit-learn. The regularised objective
+is :func:`regularized_loss`; the simplex training loop is made of the small verbs
+:func:`infer`, :func:`get_loss`, :func:`train_step` and :func:`run_epoch`, driven by
+:func:`grow_vertex` and :func:`grow_simplex`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_barycentric
+from .simplex import (
+    Params,
+    Simplex,
+    batch_statistics,
+    batched_forward,
+    expand,
+    flatten,
+    recompute_batchnorm,
+    unflatten,
+)
+
+__all__ = [
+    "get_loss",
+    "grow_simplex",
+    "grow_vertex",
+    "infer",
+    "random_log_volume",
+    "regularized_loss",
+    "run_epoch",
+    "train_step",
+]
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def check_finite(loss: float, epoch: int, phase: str, lr: float) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"The training loss became {loss} in epoch {epoch + 1} of {phase}. "
+            f"Training diverged: try a smaller learning rate (it was {lr:g})."
+        )
+
+
+def random_log_volume(modules: Sequence[nn.Module]) -> float:
+    """Log-volume of the simplex whose vertices are freshly initialised networks.
+
+    The scale by which the volume weight is normalised (the reference code's
+    ``lambda_k = LMBD / log V_init``), so that one ``volume_reg`` suits any size.
+
+    Parameters
+    ----------
+    modules : sequence of nn.Module
+        ``n_vertices`` independently initialised networks of one architecture.
+
+    Returns
+    -------
+    float
+    """
+    flat = torch.stack([flatten(dict(m.named_parameters()), 0).detach() for m in modules])
+    return float(log_simplex_volume(flat))
+
+
+@dataclass
+class VertexState:
+    """What the simplex-training verbs share while one vertex trains (flat parameters)."""
+
+    module: nn.Module  # in batch-statistics training mode
+    like: Params  # parameter names and shapes, for unflattening
+    frozen: Tensor  # (n_frozen, n_params)
+    vertex: nn.Parameter  # (n_params,), the only trainable tensor
+    buffers: Params  # shared, read-only
+    origin: Tensor
+    basis: Tensor
+    frozen_log_volume: Tensor
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    volume_reg: float
+    n_train_samples: int
+    generator: torch.Generator
+
+
+def sample_params(state: VertexState, n_models: int) -> Params:
+    """Weights of ``n_models`` points drawn uniformly in the simplex being grown.
+
+    ``theta = T_frozen @ A_frozen + t_new * a_new``: one matrix product, whose
+    gradient reaches only the new vertex.
+    """
+    n_frozen = state.frozen.shape[0]
+    coords = sample_barycentric(
+        n_models, n_frozen + 1, generator=state.generator, device=state.generator.device
+    ).to(state.frozen.dtype)
+    flat = torch.addmm(coords[:, n_frozen:] * state.vertex, coords[:, :n_frozen], state.frozen)
+    return unflatten(flat, state.like)
+
+
+def infer(state: VertexState, x_chunks: Tensor) -> Tensor:
+    """Logits of one sampled model per chunk: (n_chunks, chunk, ...) -> (n_chunks, chunk, n_classes).
+
+    All chunks run as one vectorised forward, so a step with H samples costs about
+    one plain forward of the minibatch, not H.
+    """
+    params = sample_params(state, x_chunks.shape[0])
+    return batched_forward(
+        state.module, params, state.buffers, x_chunks, x_batched=True, buffers_batched=False
+    )
+
+
+def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -> Tensor:
+    """The SPRO objective (Eq. 1 and Eq. 3 of Benton et al. 2021).
+
+    ``L_reg = (1/H) sum_h L(D; theta_h) - lambda * log V(S)`` with ``theta_h ~ U(S)``.
+
+    Parameters
+    ----------
+    data_loss : Tensor of shape ()
+        The mean of the H sampled models' losses (a mean, not the sum the reference
+        code returns by mistake).
+    log_volume : Tensor of shape ()
+        ``log V(S)`` of the simplex with its trainable vertex.
+    volume_reg : float
+        ``lambda``, already scaled (see :func:`random_log_volume`).
+
+    Returns
+    -------
+    Tensor of shape ()
+    """
+    return data_loss - volume_reg * log_volume.to(data_loss.dtype)
+
+
+def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tensor, Tensor]:
+    """Regularised loss of one step and the current log-volume.
+
+    The data loss is the criterion over all chunks at once: with equal chunks, the
+    mean over the H sampled models of each model's mean loss on its chunk.
+    """
+    data_loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1))
+    log_volume = log_volume_with_vertex(state.vertex, state.origin, state.basis, state.frozen_log_volume)
+    return regularized_loss(data_loss, log_volume, state.volume_reg), log_volume
+
+
+def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    """One optimizer step on a minibatch split into ``n_train_samples`` chunks.
+
+    Each chunk is seen by its own model sampled from the simplex. Up to H - 1 trailing
+    samples of a batch that H does not divide are left out of this step.
+
+    Returns
+    -------
+    loss, log_volume : Tensor of shape ()
+        Detached, on the training device (no host synchronisation).
+    """
+    n_chunks = min(state.n_train_samples, len(xb))
+    size = len(xb) // n_chunks
+    x_chunks = xb[: n_chunks * size].unflatten(0, (n_chunks, size))
+    y_chunks = yb[: n_chunks * size].unflatten(0, (n_chunks, size))
+    state.optimizer.zero_grad(set_to_none=True)
+    loss, log_volume = get_loss(state, infer(state, x_chunks), y_chunks)
+    loss.backward()
+    state.optimizer.step()
+    return loss.detach(), log_volume.detach()
+
+
+def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
+    """One pass over shuffled ``X``; returns the mean regularised loss and the final log-volume."""
+    order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)
+    total = torch.zeros((), device=X.device, dtype=torch.float64)
+    log_volume = torch.zeros((), device=X.device, dtype=torch.float64)
+    n_batches = 0
+    for start in range(0, len(X), batch_size):
+        idx = order[start : start + batch_size]
+        loss, log_volume = train_step(state, X[idx], y[idx])
+        total += loss
+        n_batches += 1
+    return float(total) / max(n_batches, 1), float(log_volume)
+
+
+def _initial_vertex(frozen: Params, noise: float, generator: torch.Generator) -> nn.Parameter:
+    """Centroid of the frozen vertices plus small noise (breaks the zero-volume start).
+
+    The noise of each parameter tensor has standard deviation ``noise`` times the
+    tensor's root mean square (plus 1e-3, for tensors at zero such as biases).
+    """
+    parts = []
+    for v in frozen.values():
+        centroid = v.mean(dim=0).flatten()
+        scale = noise * (centroid.square().mean().sqrt() + 1e-3)
+        eps = torch.randn(centroid.shape, generator=generator, device=generator.device)
+        parts.append(centroid + scale * eps.to(centroid.dtype))
+    return nn.Parameter(torch.cat(parts))
+
+
+def grow_vertex(
+    simplex: Simplex,
+    X: Tensor,
+    y: Tensor,
+    *,
+    volume_reg: float,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    n_train_samples: int,
+    optimizer: type[torch.optim.Optimizer],
+    optimizer_kwargs: dict[str, Any],
+    criterion: nn.Module,
+    generator: torch.Generator,
+    init_noise: float = 0.01,
+    phase: str = "vertex",
+    on_epoch: EpochCallback | None = None,
+) -> tuple[Simplex, list[dict[str, Any]]]:
+    """Add one vertex to ``simplex`` and train only it on the regularised loss (Section 5.1).
+
+    Parameters
+    ----------
+    simplex : Simplex
+        The frozen vertices, on the training device.
+    X, y : Tensor
+        Training data on the training device; ``y`` holds class indices.
+    volume_reg : float
+        Scaled ``lambda`` of Eq. 1.
+    generator : torch.Generator
+        On the training device; drives the noise, the shuffling and the samples.
+
+    Returns
+    -------
+    simplex : Simplex
+        With the trained vertex appended.
+    history : list of dict
+        One record per epoch: ``phase``, ``vertex``, ``epoch``, ``loss``, ``log_volume``.
+    """
+    frozen = simplex.flat_vertices()
+    origin, basis = hull_basis(frozen)
+    vertex = _initial_vertex(simplex.vertices, init_noise, generator)
+    state = VertexState(
+        module=simplex.module,
+        like=simplex.vertices,
+        frozen=frozen,
+        vertex=vertex,
+        buffers=simplex.buffers,
+        origin=origin,
+        basis=basis,
+        frozen_log_volume=simplex.log_volume(),
+        criterion=criterion,
+        optimizer=optimizer([vertex], lr=lr, **optimizer_kwargs),
+        volume_reg=volume_reg,
+        n_train_samples=n_train_samples,
+        generator=generator,
+    )
+    history = []
+    index = simplex.n_vertices
+    with batch_statistics(simplex.module):
+        for epoch in range(epochs):
+            loss, log_volume = run_epoch(state, X, y, batch_size)
+            check_finite(loss, epoch, phase, lr)
+            record = {"phase": "vertex", "vertex": index, "epoch": epoch, "loss": loss, "log_volume": log_volume}
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+    return simplex.add_vertex(unflatten(vertex.detach(), simplex.vertices, n_leading=1)), history
+
+
+def grow_simplex(
+    simplex: Simplex,
+    X: Tensor,
+    y: Tensor,
+    n_vertices: int,
+    *,
+    volume_regs: Sequence[float],
+    phase: str = "simplex",
+    **kwargs: Any,
+) -> tuple[Simplex, list[dict[str, Any]]]:
+    """Grow ``simplex`` one vertex at a time until it has ``n_vertices`` vertices.
+
+    ``volume_regs[i]`` is the scaled ``lambda`` used while vertex ``i`` trains; the
+    other keyword arguments go to :func:`grow_vertex`.
+    """
+    history: list[dict[str, Any]] = []
+    while simplex.n_vertices < n_vertices:
+        i = simplex.n_vertices
+        simplex, records = grow_vertex(
+            simplex, X, y, volume_reg=volume_regs[i], phase=f"vertex {i} of {phase}", **kwargs
+        )
+        history += records
+    return simplex, history

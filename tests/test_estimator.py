@@ -1,0 +1,160 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score
+from torch import nn
+
+from sklearn_espro import MLP, ConvNet1d, ESPROClassifier
+
+FAST = dict(n_modes=2, max_epochs=4, vertex_epochs=2, batch_size=50, random_state=0)
+
+
+class TinyTransformer(nn.Module):
+    """Tokens (n, seq, d_input) -> logits, through one nn.TransformerEncoder layer."""
+
+    def __init__(self, n_classes, d_input=4, d_model=16):
+        super().__init__()
+        self.embed = nn.Linear(d_input, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, nhead=2, dim_feedforward=32, dropout=0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, n_classes)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x)).mean(1))
+
+
+def _softmax_mean(models, X):
+    with torch.no_grad():
+        return np.mean([m(torch.as_tensor(X)).softmax(-1).double().numpy() for m in models], axis=0)
+
+
+def test_fit_predict_mlp(digits):
+    X, y, X_test, y_test = digits
+    clf = ESPROClassifier(n_vertices=3, **{**FAST, "max_epochs": 15}).fit(X, y)
+    proba = clf.predict_proba(X_test)
+    assert proba.shape == (len(X_test), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-10)
+    assert set(clf.predict(X_test)) <= set(clf.classes_)
+    assert accuracy_score(y_test, clf.predict(X_test)) > 0.7  # a plain MLP scores about 0.8 on this split
+    assert clf.n_features_in_ == 64
+    assert len(clf.simplexes_) == 2 and all(s.n_vertices == 3 for s in clf.simplexes_)
+    assert clf.log_volumes_.shape == (2,) and np.isfinite(clf.log_volumes_).all()
+    phases = {(r["simplex"], r["phase"], r["vertex"]) for r in clf.history_}
+    assert phases == {(j, p, v) for j in range(2) for p, v in [("mode", 0), ("vertex", 1), ("vertex", 2)]}
+
+
+def test_fit_predict_cnn_with_batchnorm(digits):
+    X, y, X_test, _ = digits
+    X3 = X.reshape(-1, 1, 64)
+    clf = ESPROClassifier(ConvNet1d, n_vertices=2, module__channels=(4, 8), module__length=64, **FAST).fit(X3, y)
+    proba = clf.predict_proba(X_test.reshape(-1, 1, 64))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-10)
+    # predict_proba is the mean of the sampled models, each with its own BatchNorm statistics
+    models = clf.sample_models(3, X=X3, random_state=0)
+    assert all(isinstance(m, ConvNet1d) and not m.training for m in models)
+    with pytest.raises(ValueError, match="BatchNorm.*pass X"):
+        clf.sample_models(1)
+
+
+def test_fit_predict_transformer_encoder():
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 6, 4).astype(np.float32)
+    y = np.where(X[:, :, 0].mean(1) > 0, "pos", "neg")
+    clf = ESPROClassifier(TinyTransformer, n_vertices=2, module__d_model=8, **FAST).fit(X, y)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-10)
+    assert set(clf.predict(X)) <= {"neg", "pos"}
+
+
+def test_one_vertex_is_a_deep_ensemble(digits):
+    X, y, X_test, _ = digits
+    clf = ESPROClassifier(n_vertices=1, n_samples=7, **FAST).fit(X, y)
+    assert all(c.shape == (1, 1) for c in clf.sample_coords_)  # one model per simplex: the mode
+    modes = [s.to_module(torch.ones(1)).eval() for s in clf.simplexes_]
+    np.testing.assert_allclose(clf.predict_proba(X_test), _softmax_mean(modes, X_test), atol=1e-6)
+    assert not any(r["phase"] == "vertex" for r in clf.history_)
+
+
+def test_start_from_pretrained_modes(digits):
+    X, y, X_test, _ = digits
+    ensemble = ESPROClassifier(n_vertices=1, **FAST).fit(X, y)
+    modes = [s.to_module(torch.ones(1)) for s in ensemble.simplexes_]
+    clf = ESPROClassifier(n_vertices=2, modes=modes, max_epochs=0, vertex_epochs=2, random_state=1).fit(X, y)
+    assert len(clf.simplexes_) == 2
+    for simplex, mode in zip(clf.simplexes_, modes):
+        for name, value in mode.named_parameters():
+            assert torch.equal(simplex.vertices[name][0], value.detach())
+    assert {r["phase"] for r in clf.history_} == {"vertex"}
+    # the mode's state dict and a plain state dict give the same start
+    again = ESPROClassifier(n_vertices=2, modes=[m.state_dict() for m in modes], vertex_epochs=2, random_state=1)
+    np.testing.assert_array_equal(again.fit(X, y).predict_proba(X_test), clf.predict_proba(X_test))
+
+
+def test_string_labels(digits):
+    X, y, X_test, _ = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = ESPROClassifier(n_vertices=2, **FAST).fit(X, names[y])
+    assert list(clf.classes_) == sorted(names)
+    assert set(clf.predict(X_test)) <= set(names)
+
+
+def test_same_seed_same_result(digits):
+    X, y, X_test, _ = digits
+    a = ESPROClassifier(n_vertices=2, **FAST).fit(X, y).predict_proba(X_test)
+    b = ESPROClassifier(n_vertices=2, **FAST).fit(X, y).predict_proba(X_test)
+    c = ESPROClassifier(n_vertices=2, **{**FAST, "random_state": 1}).fit(X, y).predict_proba(X_test)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_predict_is_deterministic_for_a_fitted_estimator(digits):
+    X, y, X_test, _ = digits
+    clf = ESPROClassifier(n_vertices=3, **FAST).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_proba(X_test), clf.predict_proba(X_test))
+
+
+def test_routed_parameters_round_trip_through_clone():
+    clf = ESPROClassifier(module__hidden_sizes=(8,), optimizer__weight_decay=1e-4, criterion__label_smoothing=0.1)
+    params = clf.get_params()
+    assert params["module__hidden_sizes"] == (8,) and params["optimizer__weight_decay"] == 1e-4
+    clf.set_params(module__dropout=0.1, volume_reg=0.2)
+    cloned = clone(clf)
+    assert cloned.get_params()["module__dropout"] == 0.1 and cloned.volume_reg == 0.2
+
+
+def test_unknown_module_argument_names_the_accepted_ones(digits):
+    X, y, _, _ = digits
+    with pytest.raises(ValueError, match="module__width is not an argument of MLP; it accepts: dropout, hidden_sizes"):
+        ESPROClassifier(module__width=3, **FAST).fit(X, y)
+
+
+def test_bad_parameters_and_unfitted_use(digits):
+    X, y, _, _ = digits
+    with pytest.raises(ValueError, match="n_vertices"):
+        ESPROClassifier(n_vertices=0).fit(X, y)
+    with pytest.raises(ValueError, match="volume_reg"):
+        ESPROClassifier(volume_reg=-1.0).fit(X, y)
+    with pytest.raises(NotFittedError):
+        ESPROClassifier().predict(X)
+    with pytest.raises(TypeError, match="unexpected argument 'hidden'"):
+        ESPROClassifier(hidden=3)
+
+
+def test_module_instance_is_copied_and_reinitialised(digits):
+    X, y, _, _ = digits
+    template = MLP(64, 10, hidden_sizes=(16,))
+    before = [p.detach().clone() for p in template.parameters()]
+    clf = ESPROClassifier(template, n_vertices=1, **FAST).fit(X, y)
+    assert all(torch.equal(p, q) for p, q in zip(before, template.parameters()))
+    v0, v1 = (s.flat_vertices()[0] for s in clf.simplexes_)
+    assert not torch.allclose(v0, v1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_returns_cpu_results(digits):
+    X, y, X_test, _ = digits
+    clf = ESPROClassifier(n_vertices=2, device="cuda", **FAST).fit(X, y)
+    assert clf.simplexes_[0].flat_vertices().device.type == "cpu"
+    np.testing.assert_allclose(clf.predict_proba(X_test).sum(1), 1.0, atol=1e-10)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sklearn_espro.members import fit_simplex, train_mode
+from sklearn_espro.modules import MLP, ConvNet1d
+
+MODE = dict(n_classes=10, max_epochs=3, lr=0.05, batch_size=50, optimizer=torch.optim.SGD,
+            optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss, criterion_kwargs={})
+VERTEX = dict(epochs=2, lr=0.01, batch_size=50, n_train_samples=5, optimizer=torch.optim.SGD,
+              optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss())
+
+
+def test_train_mode_lowers_the_loss_and_records_history(digits):
+    X, y, _, _ = digits
+    module, history = train_mode(MLP(64, 10), X, y.astype(np.int64), device="cpu", seed=0, **MODE)
+    assert [r["epoch"] for r in history] == [0, 1, 2]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert next(module.parameters()).device.type == "cpu"
+
+
+def test_train_mode_is_reproducible(digits):
+    X, y, _, _ = digits
+    m1, m2, m3 = MLP(64, 10), MLP(64, 10), MLP(64, 10)
+    m2.load_state_dict(m1.state_dict())
+    m3.load_state_dict(m1.state_dict())
+    r1, _ = train_mode(m1, X, y.astype(np.int64), device="cpu", seed=2, **MODE)
+    torch.manual_seed(123)  # the global random state must not matter
+    r2, _ = train_mode(m2, X, y.astype(np.int64), device="cpu", seed=2, **MODE)
+    r3, _ = train_mode(m3, X, y.astype(np.int64), device="cpu", seed=3, **MODE)
+    assert all(torch.equal(p, q) for p, q in zip(r1.parameters(), r2.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(r1.parameters(), r3.parameters()))
+
+
+def test_fit_simplex_returns_cpu_results_with_recomputed_batchnorm(digits):
+    X, y, _, _ = digits
+    out = fit_simplex(
+        ConvNet1d(64, 10, channels=(4, 4)), X, y.astype(np.int64), n_vertices=3, n_samples=4, pretrained=False,
+        mode_kwargs=MODE, vertex_kwargs=VERTEX, volume_regs=[0, 0.1, 0.1], device="cpu", seed=0,
+    )
+    assert out["simplex"].n_vertices == 3
+    assert out["coords"].shape == (4, 3)
+    assert out["buffers"]["features.1.running_mean"].shape == (4, 4)
+    # each sampled model has statistics of its own
+    means = out["buffers"]["features.1.running_mean"]
+    assert not torch.allclose(means[0], means[1])
+    assert [r["phase"] for r in out["history"]] == ["mode"] * 3 + ["vertex"] * 4
+
+
+def test_fit_simplex_names_the_mode_when_training_diverges(digits):
+    X, y, _, _ = digits
+    with pytest.raises(FloatingPointError, match="mode of simplex 2.*smaller learning rate"):
+        fit_simplex(
+            MLP(64, 10), X * 1e20, y.astype(np.int64), n_vertices=1, n_samples=1, pretrained=False,
+            mode_kwargs={**MODE, "lr": 1e10}, vertex_kwargs=VERTEX, volume_regs=[0], device="cpu", seed=0,
+            name="simplex 2",
+        )

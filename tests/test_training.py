@@ -1,0 +1,127 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from sklearn_espro.geometry import hull_basis, sample_barycentric
+from sklearn_espro.simplex import Simplex
+from sklearn_espro.training import (
+    VertexState,
+    get_loss,
+    grow_simplex,
+    grow_vertex,
+    infer,
+    random_log_volume,
+    regularized_loss,
+    sample_params,
+)
+
+
+def _grow_kwargs(**over):
+    kwargs = dict(
+        epochs=3, lr=0.01, batch_size=50, n_train_samples=5, optimizer=torch.optim.SGD,
+        optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(),
+        generator=torch.Generator().manual_seed(0),
+    )
+    kwargs.update(over)
+    return kwargs
+
+
+def _loss(module, X, y):
+    with torch.no_grad():
+        return nn.functional.cross_entropy(module(torch.as_tensor(X)), torch.as_tensor(y)).item()
+
+
+def test_regularized_loss_is_mean_loss_minus_lambda_log_volume():
+    out = regularized_loss(torch.tensor(0.7), torch.tensor(-2.0, dtype=torch.float64), 0.1)
+    assert out.item() == pytest.approx(0.9)
+
+
+def _state(module, n_chunks):
+    simplex = Simplex.from_module(module)
+    origin, basis = hull_basis(simplex.flat_vertices())
+    vertex = nn.Parameter(simplex.flat_vertices()[0] + 0.1)
+    return VertexState(
+        module=module, like=simplex.vertices, frozen=simplex.flat_vertices(), vertex=vertex,
+        buffers=simplex.buffers, origin=origin, basis=basis, frozen_log_volume=simplex.log_volume(),
+        criterion=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD([vertex], lr=0.1), volume_reg=0.0,
+        n_train_samples=n_chunks, generator=torch.Generator().manual_seed(3),
+    ), simplex
+
+
+def test_infer_runs_each_chunk_through_its_own_sampled_model():
+    module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    state, simplex = _state(module, 5)
+    x = torch.randn(5, 6, 4)
+    y = torch.randint(0, 3, (5, 6))
+    logits = infer(state, x)
+    state.generator.manual_seed(3)  # replay the same draws
+    params = sample_params(state, 5)
+    losses = []
+    for h in range(5):
+        ref = functional_call(module, {k: v[h] for k, v in params.items()}, (x[h],))
+        assert torch.allclose(logits[h], ref, atol=1e-6)
+        losses.append(nn.functional.cross_entropy(ref, y[h]))
+    loss, _ = get_loss(state, logits, y)
+    assert loss.item() == pytest.approx(torch.stack(losses).mean().item(), rel=1e-5)  # mean over H, not sum
+
+
+def test_sampled_params_lie_in_the_simplex():
+    module = nn.Linear(3, 2)
+    state, simplex = _state(module, 4)
+    state.generator.manual_seed(5)
+    params = sample_params(state, 4)
+    state.generator.manual_seed(5)
+    coords = sample_barycentric(4, 2, generator=state.generator)
+    both = torch.stack([state.frozen[0], state.vertex.detach()])
+    expected = coords @ both
+    flat = torch.cat([params["weight"].flatten(1), params["bias"].flatten(1)], 1)
+    assert torch.allclose(flat, expected, atol=1e-6)
+
+
+def test_grow_vertex_trains_only_the_new_vertex_and_gains_volume(trained_mlp, digits):
+    X, y, _, _ = digits
+    module = copy.deepcopy(trained_mlp)
+    simplex = Simplex.from_module(module)
+    grown, history = grow_vertex(simplex, torch.as_tensor(X), torch.as_tensor(y), volume_reg=0.5, **_grow_kwargs())
+    assert grown.n_vertices == 2
+    assert all(torch.equal(grown.vertices[k][0], simplex.vertices[k][0]) for k in simplex.vertices)
+    assert [r["epoch"] for r in history] == [0, 1, 2]
+    assert history[-1]["log_volume"] > history[0]["log_volume"]
+    assert np.isfinite(grown.log_volume().item())
+
+
+def test_sampled_members_keep_low_training_loss(trained_mlp, digits):
+    X, y, _, _ = digits
+    module = copy.deepcopy(trained_mlp)
+    mode_loss = _loss(module, X, y)
+    simplex, history = grow_simplex(
+        Simplex.from_module(module), torch.as_tensor(X), torch.as_tensor(y), 3, volume_regs=[0, 0.1, 0.1],
+        **_grow_kwargs(epochs=5),
+    )
+    assert simplex.n_vertices == 3 and len(history) == 10
+    assert simplex.log_volume().item() > -np.inf
+    coords = sample_barycentric(20, 3, generator=torch.Generator().manual_seed(1))
+    losses = [_loss(simplex.to_module(t), X, y) for t in coords]
+    assert max(losses) < 1.25 * mode_loss + 0.02
+    # ... while the simplex is not a point: its vertices are far apart relative to noise.
+    spread = (simplex.flat_vertices()[1:] - simplex.flat_vertices()[0]).norm(dim=1)
+    assert (spread > 0.5).all()  # the volume term pushed them out (about 0.12 with volume_reg=0)
+
+
+def test_diverging_loss_names_the_phase(trained_mlp, digits):
+    X, y, _, _ = digits
+    simplex = Simplex.from_module(copy.deepcopy(trained_mlp))
+    with pytest.raises(FloatingPointError, match=r"epoch 1 of vertex 1 of simplex 0.*smaller learning rate"):
+        grow_simplex(simplex, torch.as_tensor(X), torch.as_tensor(y), 2, volume_regs=[0, 0.1], phase="simplex 0",
+                     **_grow_kwargs(lr=1e12, epochs=1))
+
+
+def test_random_log_volume_grows_with_network_size():
+    torch.manual_seed(0)
+    small = random_log_volume([nn.Linear(10, 10) for _ in range(3)])
+    large = random_log_volume([nn.Linear(100, 100) for _ in range(3)])
+    assert np.isfinite(small) and large > small
