@@ -33,6 +33,7 @@ __all__ = [
     "grow_simplex",
     "grow_vertex",
     "infer",
+    "init_vertex_state",
     "random_log_volume",
     "regularized_loss",
     "run_epoch",
@@ -198,48 +199,23 @@ def _initial_vertex(frozen: Params, noise: float, generator: torch.Generator) ->
     return nn.Parameter(torch.cat(parts))
 
 
-def grow_vertex(
+def init_vertex_state(
     simplex: Simplex,
-    X: Tensor,
-    y: Tensor,
     *,
     volume_reg: float,
-    epochs: int,
     lr: float,
-    batch_size: int,
     n_train_samples: int,
     optimizer: type[torch.optim.Optimizer],
     optimizer_kwargs: dict[str, Any],
     criterion: nn.Module,
     generator: torch.Generator,
     init_noise: float = 0.01,
-    phase: str = "vertex",
-    on_epoch: EpochCallback | None = None,
-) -> tuple[Simplex, list[dict[str, Any]]]:
-    """Add one vertex to ``simplex`` and train only it on the regularised loss (Section 5.1).
-
-    Parameters
-    ----------
-    simplex : Simplex
-        The frozen vertices, on the training device.
-    X, y : Tensor
-        Training data on the training device; ``y`` holds class indices.
-    volume_reg : float
-        Scaled ``lambda`` of Eq. 1.
-    generator : torch.Generator
-        On the training device; drives the noise, the shuffling and the samples.
-
-    Returns
-    -------
-    simplex : Simplex
-        With the trained vertex appended.
-    history : list of dict
-        One record per epoch: ``phase``, ``vertex``, ``epoch``, ``loss``, ``log_volume``.
-    """
+) -> VertexState:
+    """Freeze ``simplex`` and start a new vertex at its centroid plus noise, with its optimizer."""
     frozen = simplex.flat_vertices()
     origin, basis = hull_basis(frozen)
     vertex = _initial_vertex(simplex.vertices, init_noise, generator)
-    state = VertexState(
+    return VertexState(
         module=simplex.module,
         like=simplex.vertices,
         frozen=frozen,
@@ -254,17 +230,61 @@ def grow_vertex(
         n_train_samples=n_train_samples,
         generator=generator,
     )
+
+
+def grow_vertex(
+    simplex: Simplex,
+    X: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    phase: str = "vertex",
+    on_epoch: EpochCallback | None = None,
+    **kwargs: Any,
+) -> tuple[Simplex, list[dict[str, Any]]]:
+    """Add one vertex to ``simplex`` and train only it on the regularised loss (Section 5.1).
+
+    The learning rate follows a cosine schedule over ``epochs``, as in the reference code.
+
+    Parameters
+    ----------
+    simplex : Simplex
+        The frozen vertices, on the training device.
+    X, y : Tensor
+        Training data on the training device; ``y`` holds class indices.
+    epochs, batch_size : int
+    phase : str, default="vertex"
+        Name of this phase in errors.
+    on_epoch : callable, default=None
+        Called after each epoch with that epoch's history record.
+    **kwargs
+        ``volume_reg`` (scaled ``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
+        ``optimizer``, ``optimizer_kwargs``, ``criterion``, ``generator`` (on the
+        training device; drives the noise, the shuffling and the samples) and
+        optionally ``init_noise``: see :func:`init_vertex_state`.
+
+    Returns
+    -------
+    simplex : Simplex
+        With the trained vertex appended.
+    history : list of dict
+        One record per epoch: ``phase``, ``vertex``, ``epoch``, ``loss``, ``log_volume``.
+    """
+    state = init_vertex_state(simplex, **kwargs)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1))
     history = []
     index = simplex.n_vertices
     with batch_statistics(simplex.module):
         for epoch in range(epochs):
             loss, log_volume = run_epoch(state, X, y, batch_size)
-            check_finite(loss, epoch, phase, lr)
+            schedule.step()
+            check_finite(loss, epoch, phase, kwargs["lr"])
             record = {"phase": "vertex", "vertex": index, "epoch": epoch, "loss": loss, "log_volume": log_volume}
             history.append(record)
             if on_epoch is not None:
                 on_epoch(record)
-    return simplex.add_vertex(unflatten(vertex.detach(), simplex.vertices, n_leading=1)), history
+    return simplex.add_vertex(unflatten(state.vertex.detach(), simplex.vertices, n_leading=1)), history
 
 
 def grow_simplex(

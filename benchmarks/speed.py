@@ -1,0 +1,160 @@
+"""Cost of a simplex training step and of ensemble prediction, as ratios measured in one run.
+
+On one module and one data set (MNIST-1D with the 1-D CNN by default, or digits with
+the MLP), times, interleaved and repeated, and reports medians:
+
+- a plain training step (forward, backward, SGD step of one network on a minibatch);
+- a simplex step with H = 5 and H = 1 (``sklearn_espro.training.train_step``: the
+  minibatch split into H chunks, one sampled model each, one vectorised forward);
+- the reference code's step: H full forward/backward passes, one per sampled model;
+- ``ESPROClassifier.predict_proba`` over J x M sampled models, against J x M plain
+  forward passes of the same models materialised as ordinary modules.
+
+    python benchmarks/speed.py                      # MNIST-1D CNN, batch 128 and 256
+    python benchmarks/speed.py --data digits --batch-sizes 64 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.func import functional_call
+
+from sklearn_espro import MLP, ConvNet1d, ESPROClassifier
+from sklearn_espro.simplex import Simplex, batch_statistics
+from sklearn_espro.training import init_vertex_state, sample_params, train_step
+
+
+def load(name: str):
+    if name == "mnist1d":
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        data = make_dataset(get_dataset_args())
+        return data["x"].astype(np.float32), data["y"].astype(np.int64), ConvNet1d
+    X, y = load_digits(return_X_y=True)
+    return (X / 16).astype(np.float32), y.astype(np.int64), MLP
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reference_step(state, xb, yb):
+    """The reference implementation's step: H full passes, one per sampled model."""
+    state.optimizer.zero_grad(set_to_none=True)
+    params = sample_params(state, state.n_train_samples)
+    loss = sum(
+        state.criterion(functional_call(state.module, ({k: v[h] for k, v in params.items()}, state.buffers), (xb,)), yb)
+        for h in range(state.n_train_samples)
+    ) / state.n_train_samples
+    loss.backward()
+    state.optimizer.step()
+
+
+def training_steps(module: nn.Module, X, y, batch_size: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each kind of step on the same minibatches."""
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+    batches = [(X_t[i : i + batch_size], y_t[i : i + batch_size]) for i in range(0, len(X) - batch_size, batch_size)]
+    opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    simplex = Simplex.from_module(module)
+    simplex = simplex.add_vertex({k: v + 0.01 * torch.randn_like(v) for k, v in simplex.vertex(0).items()})
+
+    def state(h):
+        return init_vertex_state(
+            simplex, volume_reg=0.05, lr=0.01, n_train_samples=h, optimizer=torch.optim.SGD,
+            optimizer_kwargs={"momentum": 0.9}, criterion=criterion, generator=torch.Generator().manual_seed(0),
+        )
+
+    states = {"simplex H=5": state(5), "simplex H=1": state(1), "reference H=5 (H full passes)": state(5)}
+
+    def plain_step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        criterion(module(xb), yb).backward()
+        opt.step()
+
+    kinds = {
+        "plain": plain_step,
+        "simplex H=5": lambda xb, yb: train_step(states["simplex H=5"], xb, yb),
+        "simplex H=1": lambda xb, yb: train_step(states["simplex H=1"], xb, yb),
+        "reference H=5 (H full passes)": lambda xb, yb: reference_step(states["reference H=5 (H full passes)"], xb, yb),
+    }
+    results = {k: [] for k in kinds}
+    with batch_statistics(module):
+        for _ in range(2):  # warm-up
+            for fn in kinds.values():
+                fn(*batches[0])
+        for r in range(repeats):  # interleaved, so that machine noise hits every kind alike
+            for name, fn in kinds.items():
+                xb, yb = batches[r % len(batches)]
+                results[name].append(median_time(lambda: fn(xb, yb), 1))
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def prediction(model_cls, X, y, batch_size: int, repeats: int, n_modes=3, n_samples=5) -> dict[str, float]:
+    """predict_proba over J x M sampled models against J x M plain forwards of the same models."""
+    clf = ESPROClassifier(model_cls, n_modes=n_modes, n_vertices=3, n_samples=n_samples, max_epochs=1,
+                          vertex_epochs=1, batch_size=batch_size, random_state=0, device="cpu").fit(X[:512], y[:512])
+    models = [s.to_module(t, {k: v[i] for k, v in b.items()}).eval()
+              for s, c, b in zip(clf.simplexes_, clf.sample_coords_, clf.sample_buffers_) for i, t in enumerate(c)]
+    X_t = torch.as_tensor(X)
+
+    @torch.no_grad()
+    def plain():
+        for m in models:
+            for start in range(0, len(X_t), batch_size):
+                m(X_t[start : start + batch_size]).softmax(-1)
+
+    out = {"predict_proba (J x M sampled)": [], "J x M plain forwards": []}
+    clf.predict_proba(X[:batch_size]), plain()
+    for _ in range(repeats):
+        out["predict_proba (J x M sampled)"].append(median_time(lambda: clf.predict_proba(X), 1))
+        out["J x M plain forwards"].append(median_time(plain, 1))
+    return {k: statistics.median(v) for k, v in out.items()} | {"n_models": len(models)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=["mnist1d", "digits"], default="mnist1d")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/speed.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    X, y, model_cls = load(args.data)
+    device = "cpu"
+    print(f"{args.data}, {model_cls.__name__}, device {device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; medians of {args.repeats} interleaved repeats\n")
+    report = []
+    for batch_size in args.batch_sizes:
+        module = model_cls(X.shape[1], int(y.max()) + 1)
+        steps = training_steps(module, X, y, batch_size, args.repeats)
+        pred = prediction(model_cls, X, y, batch_size, max(args.repeats // 10, 3))
+        report.append({"batch_size": batch_size, "steps": steps, "prediction": pred})
+        print(f"batch size {batch_size}")
+        print("| step | ms | ratio to plain step |\n|---|---|---|")
+        for name, seconds in steps.items():
+            print(f"| {name} | {seconds * 1e3:.2f} | {seconds / steps['plain']:.2f} |")
+        ratio = pred["predict_proba (J x M sampled)"] / pred["J x M plain forwards"]
+        print(f"\npredict_proba over J x M = {pred['n_models']} sampled models on {len(X)} samples: "
+              f"{pred['predict_proba (J x M sampled)'] * 1e3:.1f} ms; {pred['n_models']} plain forwards: "
+              f"{pred['J x M plain forwards'] * 1e3:.1f} ms; ratio {ratio:.2f}\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
