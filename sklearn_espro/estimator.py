@@ -20,7 +20,7 @@ from .geometry import sample_barycentric
 from .members import fit_simplex
 from .modules import MLP
 from .simplex import batched_forward, batchnorm_buffer_names, expand, recompute_batchnorm
-from .training import random_log_volume
+from .training import scaled_volume_regs
 
 __all__ = ["ESPROClassifier"]
 
@@ -73,6 +73,9 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         ``optimizer__momentum`` defaults to 0.9.
     criterion : nn.Module subclass, default=nn.CrossEntropyLoss
         Built with the ``criterion__*`` arguments; takes logits and class indices.
+    callbacks : list of skorch callbacks, default=None
+        Added to the skorch net that trains each mode (``ProgressBar``,
+        ``EarlyStopping(monitor="train_loss")``, ...); each mode gets a copy.
     device : {"auto", "cpu", "cuda", ...}, default="auto"
         ``"auto"``: CUDA when available, else the CPU.
     n_jobs : int, default=None
@@ -140,6 +143,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [type],
         "criterion": [type],
+        "callbacks": [list, None],
         "device": [StrOptions({"auto"}), str, torch.device],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -163,6 +167,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         batch_size=128,
         optimizer=torch.optim.SGD,
         criterion=nn.CrossEntropyLoss,
+        callbacks=None,
         device="auto",
         n_jobs=None,
         random_state=None,
@@ -183,6 +188,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.criterion = criterion
+        self.callbacks = callbacks
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -296,7 +302,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
             "n_classes": n_classes, "max_epochs": self.max_epochs, "lr": self.lr,
             "batch_size": self.batch_size, "optimizer": self.optimizer,
             "optimizer_kwargs": self._optimizer_kwargs(), "criterion": self.criterion,
-            "criterion_kwargs": self._routed("criterion__"),
+            "criterion_kwargs": self._routed("criterion__"), "callbacks": self.callbacks or [],
         }
 
     def _vertex_kwargs(self) -> dict[str, Any]:
@@ -308,15 +314,12 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         }
 
     def _volume_regs(self, X: np.ndarray, n_classes: int, rng) -> list[float]:
-        """Scaled ``lambda`` for each vertex index (index i: the simplex grows to i + 1 vertices)."""
-        regs = [0.0]
+        """Scaled ``lambda`` for each vertex index, from freshly initialised networks."""
         if self.volume_reg == 0 or self.n_vertices < 2:
-            return regs * self.n_vertices
+            return [0.0] * self.n_vertices
         seeds = rng.randint(_MAX_SEED, size=self.n_vertices)
         fresh = [self._seeded_build(X.shape[1], n_classes, int(s)) for s in seeds]
-        for n in range(2, self.n_vertices + 1):
-            regs.append(self.volume_reg / max(abs(random_log_volume(fresh[:n])), 1.0))
-        return regs
+        return scaled_volume_regs(self.volume_reg, fresh)
 
     # -- prediction -------------------------------------------------------------------
     def _validate_X(self, X) -> np.ndarray:

@@ -6,6 +6,7 @@ functions, no scikit-learn.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ def train_mode(
     criterion_kwargs: dict[str, Any],
     device: str,
     seed: int,
+    callbacks: Sequence[Any] = (),
     phase: str = "mode",
     on_epoch: EpochCallback | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
@@ -48,6 +50,8 @@ def train_mode(
     y : ndarray of shape (n_samples,), int64 class indices
     seed : int
         Seeds the shuffling of minibatches (and the global torch RNG, for dropout).
+    callbacks : sequence of skorch callbacks, default=()
+        Extra callbacks for the skorch net; each is deep-copied first.
     phase : str, default="mode"
         Name of this phase in errors and history.
     on_epoch : callable, default=None
@@ -88,6 +92,7 @@ def train_mode(
         callbacks=[
             ("cosine", LRScheduler("CosineAnnealingLR", T_max=max(max_epochs, 1))),
             ("record", _Record()),
+            *copy.deepcopy(list(callbacks)),
         ],
         iterator_train__shuffle=True,
         iterator_train__generator=torch.Generator().manual_seed(seed),

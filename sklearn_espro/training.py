@@ -34,7 +34,7 @@ __all__ = [
     "grow_vertex",
     "infer",
     "init_vertex_state",
-    "random_log_volume",
+    "scaled_volume_regs",
     "regularized_loss",
     "run_epoch",
     "train_step",
@@ -51,23 +51,31 @@ def check_finite(loss: float, epoch: int, phase: str, lr: float) -> None:
         )
 
 
-def random_log_volume(modules: Sequence[nn.Module]) -> float:
-    """Log-volume of the simplex whose vertices are freshly initialised networks.
+def scaled_volume_regs(volume_reg: float, fresh: Sequence[nn.Module]) -> list[float]:
+    """The weight of ``log V`` while each vertex trains, normalised by random simplexes.
 
-    The scale by which the volume weight is normalised (the reference code's
-    ``lambda_k = LMBD / log V_init``), so that one ``volume_reg`` suits any size.
+    ``lambda_n = volume_reg / max(|log V_init(n)|, 1)``, with ``V_init(n)`` the volume of
+    the simplex whose ``n`` vertices are the first ``n`` of ``fresh`` (independently
+    initialised networks): the reference code's normalisation, so that one
+    ``volume_reg`` suits networks of any size.
 
     Parameters
     ----------
-    modules : sequence of nn.Module
-        ``n_vertices`` independently initialised networks of one architecture.
+    volume_reg : float
+        Unscaled ``lambda`` of Eq. 1.
+    fresh : sequence of nn.Module
+        ``n_vertices`` freshly initialised networks of one architecture.
 
     Returns
     -------
-    float
+    list of float of length n_vertices
+        Entry ``i`` weights the volume while vertex ``i`` trains (entry 0, the mode, is 0).
     """
-    flat = torch.stack([flatten(dict(m.named_parameters()), 0).detach() for m in modules])
-    return float(log_simplex_volume(flat))
+    flat = torch.stack([flatten(dict(m.named_parameters()), 0).detach() for m in fresh])
+    regs = [0.0]
+    for n in range(2, len(fresh) + 1):
+        regs.append(volume_reg / max(abs(float(log_simplex_volume(flat[:n]))), 1.0))
+    return regs
 
 
 @dataclass
@@ -128,7 +136,7 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     log_volume : Tensor of shape ()
         ``log V(S)`` of the simplex with its trainable vertex.
     volume_reg : float
-        ``lambda``, already scaled (see :func:`random_log_volume`).
+        ``lambda``, already scaled (see :func:`scaled_volume_regs`).
 
     Returns
     -------

@@ -158,3 +158,43 @@ def test_cuda_fit_returns_cpu_results(digits):
     clf = ESPROClassifier(n_vertices=2, device="cuda", **FAST).fit(X, y)
     assert clf.simplexes_[0].flat_vertices().device.type == "cpu"
     np.testing.assert_allclose(clf.predict_proba(X_test).sum(1), 1.0, atol=1e-10)
+
+
+def test_parallel_jobs_give_the_same_fit(digits):
+    X, y, X_test, _ = digits
+    one = ESPROClassifier(n_vertices=2, n_jobs=1, **FAST).fit(X, y)
+    two = ESPROClassifier(n_vertices=2, n_jobs=2, **FAST).fit(X, y)
+    # worker processes run torch with fewer threads, so sums may round differently
+    np.testing.assert_allclose(one.predict_proba(X_test), two.predict_proba(X_test), atol=1e-6)
+
+
+def test_verbose_shows_progress_per_simplex(digits, capsys):
+    X, y, _, _ = digits
+    ESPROClassifier(n_vertices=2, verbose=1, **FAST).fit(X, y)
+    err = capsys.readouterr().err
+    assert "simplex 0" in err and "simplex 1" in err and "log_volume" in err
+
+
+def test_one_vertex_from_skorch_nets_equals_their_deep_ensemble(digits):
+    from skorch import NeuralNetClassifier
+
+    X, y, X_test, _ = digits
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = NeuralNetClassifier(MLP, module__n_features_in=64, module__n_classes=10, module__hidden_sizes=(16,),
+                                  criterion=nn.CrossEntropyLoss, max_epochs=3, lr=0.1, train_split=None, verbose=0)
+        nets.append(net.fit(X, y))
+    deep_ensemble = np.mean([net.predict_proba(X_test) for net in nets], axis=0)
+    clf = ESPROClassifier(n_vertices=1, modes=nets, module__hidden_sizes=(16,), random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X_test), deep_ensemble, atol=1e-6)
+    assert clf.history_ == []  # nothing was trained
+
+
+def test_skorch_callbacks_run_during_mode_training(digits):
+    from skorch.callbacks import EarlyStopping
+
+    X, y, _, _ = digits
+    stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)  # stops after 2 epochs
+    clf = ESPROClassifier(n_vertices=1, callbacks=[stop], **{**FAST, "max_epochs": 10}).fit(X, y)
+    assert {r["epoch"] for r in clf.history_ if r["phase"] == "mode"} == {0, 1}

@@ -14,9 +14,9 @@ from sklearn_espro.training import (
     grow_simplex,
     grow_vertex,
     infer,
-    random_log_volume,
     regularized_loss,
     sample_params,
+    scaled_volume_regs,
 )
 
 
@@ -120,8 +120,14 @@ def test_diverging_loss_names_the_phase(trained_mlp, digits):
                      **_grow_kwargs(lr=1e12, epochs=1))
 
 
-def test_random_log_volume_grows_with_network_size():
+def test_volume_weight_is_normalised_by_random_simplexes():
     torch.manual_seed(0)
-    small = random_log_volume([nn.Linear(10, 10) for _ in range(3)])
-    large = random_log_volume([nn.Linear(100, 100) for _ in range(3)])
-    assert np.isfinite(small) and large > small
+    small = scaled_volume_regs(1.0, [nn.Linear(10, 10) for _ in range(3)])
+    large = scaled_volume_regs(1.0, [nn.Linear(100, 100) for _ in range(3)])
+    assert small[0] == 0.0 and len(small) == 3
+    assert 0 < large[2] < small[2] <= 1.0  # a bigger random simplex, a smaller weight
+    fresh = [nn.Linear(100, 100) for _ in range(3)]
+    flat = torch.stack([torch.cat([m.weight.detach().flatten(), m.bias.detach()]) for m in fresh])
+    from sklearn_espro.geometry import log_simplex_volume
+
+    assert scaled_volume_regs(0.5, fresh)[2] == pytest.approx(0.5 / abs(log_simplex_volume(flat).item()))
