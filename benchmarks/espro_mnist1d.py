@@ -43,10 +43,8 @@ def load_mnist1d(seed: int = 42, validation: bool = False):
 
 
 def estimator(n_vertices: int, seed: int, **overrides) -> ESPROClassifier:
-    params = dict(
-        n_modes=3, n_vertices=n_vertices, max_epochs=30, lr=0.05, vertex_epochs=3,
-        vertex_lr=0.01, batch_size=128, random_state=seed, device="cpu",
-    )
+    """The library's defaults (30 epochs per mode, 6 per vertex, ...) unless overridden."""
+    params = dict(n_modes=3, n_vertices=n_vertices, random_state=seed, device="cpu")
     params.update(overrides)
     return ESPROClassifier(ConvNet1d, **params)
 

@@ -61,8 +61,8 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         Models drawn from each simplex for prediction (``M`` of Eq. 5); fixed at fit.
     max_epochs : int, default=30
         Epochs of each mode (cosine learning-rate schedule).
-    vertex_epochs : int, default=3
-        Epochs of each added vertex.
+    vertex_epochs : int, default=6
+        Epochs of each added vertex (cosine learning-rate schedule).
     lr : float, default=0.05
         Learning rate of the modes.
     vertex_lr : float, default=0.01
@@ -161,7 +161,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         n_train_samples=5,
         n_samples=5,
         max_epochs=30,
-        vertex_epochs=3,
+        vertex_epochs=6,
         lr=0.05,
         vertex_lr=0.01,
         batch_size=128,
