@@ -64,8 +64,8 @@ def reference_step(state, xb, yb):
     state.optimizer.step()
 
 
-def training_steps(module: nn.Module, X, y, batch_size: int, repeats: int) -> dict[str, float]:
-    """Median seconds of each kind of step on the same minibatches."""
+def training_steps(module: nn.Module, X, y, batch_size: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each kind of step on the same minibatches, one list entry per repeat."""
     X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
     batches = [(X_t[i : i + batch_size], y_t[i : i + batch_size]) for i in range(0, len(X) - batch_size, batch_size)]
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
@@ -101,12 +101,15 @@ def training_steps(module: nn.Module, X, y, batch_size: int, repeats: int) -> di
             for name, fn in kinds.items():
                 xb, yb = batches[r % len(batches)]
                 results[name].append(median_time(lambda: fn(xb, yb), 1))
-    return {k: statistics.median(v) for k, v in results.items()}
+    return results
 
 
-def prediction(model_cls, X, y, batch_size: int, repeats: int, n_modes=3, n_samples=5) -> dict[str, float]:
+N_MODES, N_SAMPLES = 3, 5
+
+
+def prediction(model_cls, X, y, batch_size: int, repeats: int) -> dict[str, list[float]]:
     """predict_proba over J x M sampled models against J x M plain forwards of the same models."""
-    clf = ESPROClassifier(model_cls, n_modes=n_modes, n_vertices=3, n_samples=n_samples, max_epochs=1,
+    clf = ESPROClassifier(model_cls, n_modes=N_MODES, n_vertices=3, n_samples=N_SAMPLES, max_epochs=1,
                           vertex_epochs=1, batch_size=batch_size, random_state=0, device="cpu").fit(X[:512], y[:512])
     models = [s.to_module(t, {k: v[i] for k, v in b.items()}).eval()
               for s, c, b in zip(clf.simplexes_, clf.sample_coords_, clf.sample_buffers_) for i, t in enumerate(c)]
@@ -123,35 +126,49 @@ def prediction(model_cls, X, y, batch_size: int, repeats: int, n_modes=3, n_samp
     for _ in range(repeats):
         out["predict_proba (J x M sampled)"].append(median_time(lambda: clf.predict_proba(X), 1))
         out["J x M plain forwards"].append(median_time(plain, 1))
-    return {k: statistics.median(v) for k, v in out.items()} | {"n_models": len(models)}
+    return out
+
+
+def paired_ratio(times: list[float], baseline: list[float]) -> float:
+    """Median over repeats of the time over the baseline's time measured next to it.
+
+    On a shared machine the speed drifts by tens of percent within a minute; a ratio of
+    neighbouring measurements cancels most of that drift.
+    """
+    return statistics.median(t / b for t, b in zip(times, baseline))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=["mnist1d", "digits"], default="mnist1d")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--predict-samples", type=int, default=1000, help="samples scored in each prediction timing")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/speed.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
     X, y, model_cls = load(args.data)
     device = "cpu"
     print(f"{args.data}, {model_cls.__name__}, device {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; medians of {args.repeats} interleaved repeats\n")
+          f"{torch.get_num_threads()} threads; {args.repeats} interleaved repeats, median times, "
+          "ratios as medians of neighbouring pairs\n")
     report = []
     for batch_size in args.batch_sizes:
         module = model_cls(X.shape[1], int(y.max()) + 1)
         steps = training_steps(module, X, y, batch_size, args.repeats)
-        pred = prediction(model_cls, X, y, batch_size, max(args.repeats // 10, 3))
-        report.append({"batch_size": batch_size, "steps": steps, "prediction": pred})
+        pred = prediction(model_cls, X[: args.predict_samples], y, batch_size, max(args.repeats // 4, 5))
+        ratios = {name: paired_ratio(t, steps["plain"]) for name, t in steps.items()}
+        pred_ratio = paired_ratio(pred["predict_proba (J x M sampled)"], pred["J x M plain forwards"])
+        report.append({"batch_size": batch_size, "steps": steps, "step_ratios": ratios,
+                       "prediction": pred, "prediction_ratio": pred_ratio})
         print(f"batch size {batch_size}")
         print("| step | ms | ratio to plain step |\n|---|---|---|")
         for name, seconds in steps.items():
-            print(f"| {name} | {seconds * 1e3:.2f} | {seconds / steps['plain']:.2f} |")
-        ratio = pred["predict_proba (J x M sampled)"] / pred["J x M plain forwards"]
-        print(f"\npredict_proba over J x M = {pred['n_models']} sampled models on {len(X)} samples: "
-              f"{pred['predict_proba (J x M sampled)'] * 1e3:.1f} ms; {pred['n_models']} plain forwards: "
-              f"{pred['J x M plain forwards'] * 1e3:.1f} ms; ratio {ratio:.2f}\n")
+            print(f"| {name} | {statistics.median(seconds) * 1e3:.2f} | {ratios[name]:.2f} |")
+        n_pred, n_models = min(args.predict_samples, len(X)), N_MODES * N_SAMPLES
+        print(f"\npredict_proba over J x M = {n_models} sampled models on {n_pred} samples: "
+              f"{statistics.median(pred['predict_proba (J x M sampled)']) * 1e3:.1f} ms; {n_models} plain forwards: "
+              f"{statistics.median(pred['J x M plain forwards']) * 1e3:.1f} ms; ratio {pred_ratio:.2f}\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 

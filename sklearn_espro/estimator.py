@@ -48,7 +48,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         Number of independently trained networks, one simplex each (``J``).
     n_vertices : int, default=3
         Vertices of each simplex, the mode included. ``1`` is a plain deep ensemble.
-    volume_reg : float, default=0.05
+    volume_reg : float, default=0.02
         ``lambda`` of Eq. 1, before scaling: while a simplex grows to ``n`` vertices
         the weight of ``log V`` is ``volume_reg / max(|log V_init(n)|, 1)``, with
         ``V_init(n)`` the volume of a simplex of ``n`` freshly initialised networks
@@ -157,7 +157,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         *,
         n_modes=3,
         n_vertices=3,
-        volume_reg=0.05,
+        volume_reg=0.02,
         n_train_samples=5,
         n_samples=5,
         max_epochs=30,
