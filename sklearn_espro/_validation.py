@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
@@ -19,14 +21,19 @@ __all__ = [
     "Interval",
     "StrOptions",
     "build_module",
+    "check_module_output",
     "mode_state_dict",
     "reset_parameters",
     "resolve_device",
 ]
 
 
-def resolve_device(device: str | torch.device) -> str:
-    """``"auto"`` means CUDA when available, else CPU; other values must be torch devices."""
+def resolve_device(device: str | torch.device, *, fallback: bool = False) -> str:
+    """``"auto"`` means CUDA when available, else CPU; other values must be torch devices.
+
+    With ``fallback=True`` (prediction with a model fitted elsewhere), an unavailable
+    CUDA device gives the CPU and a warning instead of an error.
+    """
     if device == "auto" or device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -34,8 +41,36 @@ def resolve_device(device: str | torch.device) -> str:
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
+        if fallback:
+            warnings.warn(f"device={device!r}, but CUDA is not available here: predicting on the CPU.", stacklevel=3)
+            return "cpu"
         raise ValueError(f"device={device!r} was asked for, but CUDA is not available on this machine.")
     return str(resolved)
+
+
+def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int) -> None:
+    """Run ``module`` on two samples of ``X``: it must work and return (2, n_classes) logits."""
+    probe = torch.as_tensor(X[:2])
+    name = type(module).__name__
+    was_training = module.training
+    try:
+        with torch.no_grad():
+            out = module.eval()(probe)
+    except Exception as exc:
+        raise ValueError(
+            f"The module {name} failed on a batch of X of shape {tuple(probe.shape)} "
+            f"(float32): {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        module.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"The module {name} returned a {type(out).__name__}; it must return a tensor of logits.")
+    if tuple(out.shape) != (len(probe), n_classes):
+        raise ValueError(
+            f"The module {name} returned logits of shape {tuple(out.shape)} for a batch of "
+            f"shape {tuple(probe.shape)}; expected ({len(probe)}, {n_classes}): one logit for "
+            f"each of the {n_classes} classes found in y."
+        )
 
 
 def reset_parameters(module: nn.Module) -> nn.Module:

@@ -15,7 +15,14 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._validation import Interval, StrOptions, build_module, mode_state_dict, resolve_device
+from ._validation import (
+    Interval,
+    StrOptions,
+    build_module,
+    check_module_output,
+    mode_state_dict,
+    resolve_device,
+)
 from .geometry import sample_barycentric
 from .members import fit_simplex
 from .modules import MLP
@@ -108,6 +115,11 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
+    A failing ``fit`` (bad input, a loss that becomes NaN, ``KeyboardInterrupt``) leaves
+    the estimator exactly as it was before the call; with ``n_jobs > 1`` joblib stops its
+    workers. No partial fit is kept: the simplexes are independent, so refitting is the
+    way to resume. ``sample_weight`` is not accepted.
+
     Training cost of a simplex beyond its mode: ``(n_vertices - 1) * vertex_epochs``
     epochs, each about one plain epoch. Prediction runs the ``n_modes * n_samples``
     models as one vectorised forward per simplex. With BatchNorm, fitting ends with
@@ -194,27 +206,27 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.modes = modes
-        for key, value in kwargs.items():
-            if not key.startswith(_ROUTED):
-                raise TypeError(
-                    f"ESPROClassifier got an unexpected argument {key!r}; routed arguments "
-                    f"start with {', '.join(_ROUTED)}."
-                )
-            setattr(self, key, value)
+        self._kwargs = dict(kwargs)  # routed arguments; checked in fit
 
     # -- routed arguments, as skorch does -------------------------------------------
     def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        params.update({k: v for k, v in vars(self).items() if k.startswith(_ROUTED)})
-        return params
+        return {**super().get_params(deep=deep), **self._kwargs}
 
     def set_params(self, **params):
-        for key in [k for k in params if k.startswith(_ROUTED)]:
-            setattr(self, key, params.pop(key))
+        for key in [k for k in params if k.startswith(_ROUTED) or k in self._kwargs]:
+            self._kwargs[key] = params.pop(key)
         return super().set_params(**params)
 
     def _routed(self, prefix: str) -> dict[str, Any]:
-        return {k[len(prefix):]: v for k, v in vars(self).items() if k.startswith(prefix)}
+        return {k[len(prefix):]: v for k, v in self._kwargs.items() if k.startswith(prefix)}
+
+    def _check_routed(self) -> None:
+        unexpected = [k for k in self._kwargs if not k.startswith(_ROUTED)]
+        if unexpected:
+            raise TypeError(
+                f"ESPROClassifier got an unexpected argument {unexpected[0]!r}; routed arguments "
+                f"start with {', '.join(_ROUTED)}."
+            )
 
     def _optimizer_kwargs(self) -> dict[str, Any]:
         kwargs = self._routed("optimizer__")
@@ -237,7 +249,17 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : ESPROClassifier
         """
+        before = dict(self.__dict__)
+        try:
+            return self._fit(X, y)
+        except BaseException:  # an error, NaN loss or Ctrl-C leaves the estimator as it was
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, X, y):
         self._validate_params()
+        self._check_routed()
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
@@ -248,6 +270,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         n_classes = len(encoder.classes_)
         rng = check_random_state(self.random_state)
         modules, pretrained = self._initial_modules(X, n_classes, rng)
+        check_module_output(modules[0], X, n_classes)
         seeds = rng.randint(_MAX_SEED, size=len(modules))
         # drawn last, so that the modes do not depend on n_vertices
         volume_regs = self._volume_regs(X, n_classes, rng)
@@ -321,6 +344,14 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         fresh = [self._seeded_build(X.shape[1], n_classes, int(s)) for s in seeds]
         return scaled_volume_regs(self.volume_reg, fresh)
 
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "simplexes_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # (n, channels, length) for convolutional modules
+        return tags
+
     # -- prediction -------------------------------------------------------------------
     def _validate_X(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -346,7 +377,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
             Rows sum to one.
         """
         X = self._validate_X(X)
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, fallback=True)
         X_t = torch.as_tensor(X, device=device)
         total = torch.zeros(len(X), len(self.classes_), dtype=torch.float64, device=device)
         for simplex, coords, buffers in zip(self.simplexes_, self.sample_coords_, self.sample_buffers_):

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
 from .geometry import sample_barycentric
@@ -19,6 +21,32 @@ from .simplex import Simplex, expand, recompute_batchnorm
 from .training import EpochCallback, check_finite, grow_simplex
 
 __all__ = ["fit_simplex", "train_mode"]
+
+
+class _Interrupted(Exception):
+    """Carries the user's KeyboardInterrupt past skorch, which would end the epoch loop quietly."""
+
+
+class ModeNet(NeuralNetClassifier):
+    """skorch's classifier, except that a KeyboardInterrupt no callback raised (Ctrl-C)
+    stops the whole fit; one raised by a callback (``EarlyStopping``) still only ends
+    this network's training, as in skorch."""
+
+    def notify(self, method_name, **cb_kwargs):
+        try:
+            super().notify(method_name, **cb_kwargs)
+        except KeyboardInterrupt:
+            self.stopped_by_callback_ = True
+            raise
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        self.stopped_by_callback_ = False
+        try:
+            return super().fit_loop(X, y, epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            if self.stopped_by_callback_:
+                raise
+            raise _Interrupted from exc
 
 
 def train_mode(
@@ -64,9 +92,6 @@ def train_mode(
     history : list of dict
         One record per epoch: ``phase``, ``vertex`` (0), ``epoch``, ``loss``.
     """
-    from skorch import NeuralNetClassifier
-    from skorch.callbacks import Callback, LRScheduler
-
     history: list[dict[str, Any]] = []
 
     class _Record(Callback):
@@ -78,7 +103,7 @@ def train_mode(
                 on_epoch(history[-1])
 
     torch.manual_seed(seed)
-    net = NeuralNetClassifier(
+    net = ModeNet(
         module,
         criterion=criterion,
         optimizer=optimizer,
@@ -99,7 +124,10 @@ def train_mode(
         **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
         **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
     )
-    net.fit(X, y)
+    try:
+        net.fit(X, y)
+    except _Interrupted:
+        raise KeyboardInterrupt(f"training of {phase} was interrupted") from None
     return net.module_.cpu(), history
 
 

@@ -139,7 +139,7 @@ def test_bad_parameters_and_unfitted_use(digits):
     with pytest.raises(NotFittedError):
         ESPROClassifier().predict(X)
     with pytest.raises(TypeError, match="unexpected argument 'hidden'"):
-        ESPROClassifier(hidden=3)
+        ESPROClassifier(hidden=3).fit(X, y)
 
 
 def test_module_instance_is_copied_and_reinitialised(digits):
