@@ -22,6 +22,7 @@ __all__ = [
     "StrOptions",
     "build_module",
     "check_module_output",
+    "check_X_y",
     "mode_state_dict",
     "reset_parameters",
     "resolve_device",
@@ -46,6 +47,33 @@ def resolve_device(device: str | torch.device, *, fallback: bool = False) -> str
             return "cpu"
         raise ValueError(f"device={device!r} was asked for, but CUDA is not available on this machine.")
     return str(resolved)
+
+
+def _length(a) -> int | None:
+    """Number of samples of an array-like (rows of a matrix), or None if it has none."""
+    if isinstance(a, str):
+        return None
+    shape = getattr(a, "shape", None)
+    if shape is not None:
+        return shape[0] if len(shape) else None
+    return len(a) if hasattr(a, "__len__") else None
+
+
+def check_X_y(validate, X, y="no_validation", **kwargs):
+    """``validate(X, y, **kwargs)`` (sklearn's ``validate_data``) with errors that name the array.
+
+    Adds a check that ``X`` and ``y`` have as many samples, and says that ``X`` must be
+    numeric when its values cannot be read as numbers.
+    """
+    n_X, n_y = _length(X), _length(y)
+    if n_X is not None and n_y is not None and n_X != n_y:
+        raise ValueError(f"X has {n_X} samples but y has {n_y}; they must have one label per sample.")
+    try:
+        return validate(X, y, **kwargs)
+    except ValueError as exc:
+        if "could not convert" in str(exc):
+            raise ValueError(f"X must hold numbers (it is cast to float32): {exc}") from exc
+        raise
 
 
 def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int) -> None:
@@ -105,9 +133,8 @@ def build_module(
             )
         return reset_parameters(copy.deepcopy(module))
     if not (isinstance(module, type) and issubclass(module, nn.Module)):
-        raise TypeError(
-            f"module must be a torch.nn.Module subclass or instance, got {module!r} of type {type(module).__name__}."
-        )
+        what = f"the class {module.__name__}" if isinstance(module, type) else f"{module!r}"
+        raise TypeError(f"module must be a torch.nn.Module subclass or instance, got {what}.")
     accepted, takes_any = _accepted_arguments(module)
     unknown = sorted(set(kwargs) - accepted)
     if unknown and not takes_any:

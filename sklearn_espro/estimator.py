@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from numbers import Integral, Real
 from typing import Any
 
@@ -20,6 +21,7 @@ from ._validation import (
     StrOptions,
     build_module,
     check_module_output,
+    check_X_y,
     mode_state_dict,
     resolve_device,
 )
@@ -260,7 +262,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
     def _fit(self, X, y):
         self._validate_params()
         self._check_routed()
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
+        X, y = check_X_y(partial(validate_data, self), X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
@@ -355,7 +357,7 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
     # -- prediction -------------------------------------------------------------------
     def _validate_X(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
+        X = check_X_y(partial(validate_data, self), X, reset=False, allow_nd=True, dtype=np.float32)
         if X.shape[1:] != self._input_shape:
             raise ValueError(
                 f"X has samples of shape {X.shape[1:]}, but ESPROClassifier was fitted on "

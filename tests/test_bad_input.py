@@ -1,0 +1,207 @@
+"""Bad input gets a clear error naming the argument or array, never a deep torch traceback."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from sklearn_espro import ConvNet1d, ESPROClassifier
+
+BASE = dict(n_modes=1, n_vertices=2, max_epochs=1, vertex_epochs=1, n_samples=2, batch_size=16,
+            random_state=0, device="cpu")
+TINY = {**BASE, "module__hidden_sizes": (4,)}
+
+
+@pytest.fixture
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 5).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(int)
+
+
+class WrongLogits(nn.Module):
+    def __init__(self, n_features_in):
+        super().__init__()
+        self.linear = nn.Linear(n_features_in, 7)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+class InterruptAfter(nn.Module):
+    """A network whose forward raises KeyboardInterrupt (a Ctrl-C) on call number ``after``."""
+
+    calls = 0
+
+    def __init__(self, n_features_in, n_classes, after=3):
+        super().__init__()
+        self.linear = nn.Linear(n_features_in, n_classes)
+        self.after = after
+
+    def forward(self, x):
+        InterruptAfter.calls += 1
+        if InterruptAfter.calls == self.after:
+            raise KeyboardInterrupt
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_in_X(data, bad):
+    X, y = data
+    X = X.copy()
+    X[3, 2] = bad
+    with pytest.raises(ValueError, match="Input X contains"):
+        ESPROClassifier(**TINY).fit(X, y)
+    fitted = ESPROClassifier(**TINY).fit(data[0], y)
+    with pytest.raises(ValueError, match="Input X contains"):
+        fitted.predict_proba(X)
+
+
+def test_wrong_number_of_features_or_trailing_shape_at_predict(data):
+    X, y = data
+    clf = ESPROClassifier(**TINY).fit(X, y)
+    with pytest.raises(ValueError, match="X has 4 features, but ESPROClassifier is expecting 5"):
+        clf.predict(X[:, :4])
+    conv = ESPROClassifier(ConvNet1d, module__channels=(2,), module__length=10, **BASE)
+    X3 = np.random.RandomState(1).randn(40, 1, 10).astype(np.float32)
+    conv.fit(X3, y)
+    with pytest.raises(ValueError, match=r"samples of shape \(1, 8\), but ESPROClassifier was fitted on samples of shape \(1, 10\)"):
+        conv.predict(X3[:, :, :8])
+
+
+@pytest.mark.parametrize("X, y, message", [
+    (np.zeros((0, 5)), np.zeros(0), "0 sample"),
+    (np.zeros((1, 5)), np.zeros(1), "minimum of 2 is required"),
+    (np.zeros((4, 5)), np.zeros(4), "y has a single class"),
+    (np.zeros((4, 5)), np.array([0, 1, 0]), "X has 4 samples but y has 3"),
+    (np.array([["a", "b"], ["c", "d"]], dtype=object), np.array([0, 1]), "X must hold numbers"),
+    (np.zeros((4, 5)), np.array([0.1, 0.7, 1.3, 2.9]), "Unknown label type: continuous"),
+])
+def test_bad_arrays(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        ESPROClassifier(**TINY).fit(X, y)
+
+
+def test_module_with_the_wrong_number_of_logits(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"WrongLogits returned logits of shape \(2, 7\).*expected \(2, 2\).*2 classes found in y"):
+        ESPROClassifier(WrongLogits, **BASE).fit(X, y)
+
+
+def test_module_that_fails_on_the_input_shape(data):
+    X, y = data
+    X4 = np.repeat(X.reshape(40, 5, 1), 3, axis=2)  # (40, 5, 3): the MLP, built for 5 inputs, gets 15
+    with pytest.raises(ValueError, match=r"The module MLP failed on a batch of X of shape \(2, 5, 3\).*RuntimeError"):
+        ESPROClassifier(n_modes=1, max_epochs=1).fit(X4, y)
+
+
+@pytest.mark.parametrize("module, error, message", [
+    ("mlp", ValueError, "The 'module' parameter of ESPROClassifier must be"),
+    (int, TypeError, "module must be a torch.nn.Module subclass or instance, got the class int"),
+])
+def test_module_that_is_not_a_torch_module(data, module, error, message):
+    with pytest.raises(error, match=message):
+        ESPROClassifier(module, n_modes=1, max_epochs=1).fit(*data)
+
+
+@pytest.mark.parametrize("param, value", [
+    ("n_modes", 0), ("n_vertices", 0), ("volume_reg", -0.1), ("n_train_samples", 0), ("n_samples", 0),
+    ("lr", 0.0), ("batch_size", 0),
+])
+def test_bad_numbers_name_the_parameter(data, param, value):
+    with pytest.raises(ValueError, match=f"The '{param}' parameter of ESPROClassifier must be"):
+        ESPROClassifier(**{**TINY, param: value}).fit(*data)
+
+
+def test_unknown_device(data):
+    with pytest.raises(ValueError, match="device='tpu' is not a torch device"):
+        ESPROClassifier(**{**TINY, "device": "tpu"}).fit(*data)
+
+
+def test_unknown_module_argument(data):
+    with pytest.raises(ValueError, match="module__width is not an argument of MLP; it accepts: dropout, hidden_sizes"):
+        ESPROClassifier(module__width=3, n_modes=1, max_epochs=1).fit(*data)
+
+
+def test_predict_before_fit(data):
+    for method in ("predict", "predict_proba"):
+        with pytest.raises(NotFittedError):
+            getattr(ESPROClassifier(), method)(data[0])
+
+
+@pytest.mark.parametrize("phase, overrides, message", [
+    ("mode", {"lr": 1e12}, r"epoch \d+ of the mode of simplex 0.*smaller learning rate"),
+    ("vertex", {"vertex_lr": 1e12, "lr": 0.01, "volume_reg": 1.0}, r"epoch 1 of vertex 1 of simplex 0.*smaller learning rate"),
+])
+def test_diverging_loss_names_the_phase_and_leaves_nothing_fitted(data, phase, overrides, message):
+    X, y = data
+    X = X * 1e3
+    clf = ESPROClassifier(**{**TINY, "max_epochs": 3, **overrides})
+    with pytest.raises(FloatingPointError, match=message):
+        clf.fit(X, y)
+    assert not hasattr(clf, "classes_") and not hasattr(clf, "n_features_in_")
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+
+
+@pytest.mark.parametrize("after", [3, 6])  # calls: 1 probe, 2-4 mode epoch, 5-7 vertex epoch
+def test_keyboard_interrupt_leaves_the_estimator_unchanged(data, after):
+    X, y = data
+    clf = ESPROClassifier(**BASE).fit(X, y)
+    fitted, before = clf.simplexes_, clf.predict_proba(X)
+    InterruptAfter.calls = 0
+    clf.set_params(module=InterruptAfter, module__after=after)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    assert InterruptAfter.calls == after  # the fit stopped right there
+    assert clf.simplexes_ is fitted  # the earlier fit is intact
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    fresh = ESPROClassifier(InterruptAfter, module__after=after, **BASE)
+    InterruptAfter.calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(X, y)
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+
+
+def test_skorch_early_stopping_is_not_mistaken_for_an_interrupt(data):
+    from skorch.callbacks import EarlyStopping
+
+    stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)
+    clf = ESPROClassifier(**{**TINY, "max_epochs": 8}, callbacks=[stop]).fit(*data)
+    assert max(r["epoch"] for r in clf.history_ if r["phase"] == "mode") == 1
+
+
+_dtypes = st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex64, object, str])
+_labels = st.sampled_from(["int", "str", "bool", "float", "one"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_samples=st.integers(0, 12),
+    shape=st.one_of(st.just([3]), st.lists(st.integers(0, 4), min_size=0, max_size=3)),
+    dtype=st.one_of(st.just(np.float64), _dtypes),
+    labels=st.one_of(st.just("int"), _labels),
+    extra_labels=st.sampled_from([0, 0, 0, 1, -1]),
+    seed=st.integers(0, 10),
+)
+def test_random_inputs_give_clear_errors_or_valid_probabilities(n_samples, shape, dtype, labels, extra_labels, seed):
+    rng = np.random.RandomState(seed)
+    n_labels = max(n_samples + extra_labels, 0)
+    X = rng.randn(n_samples, *shape)
+    X = X.astype(str) if dtype is str else X.astype(dtype)
+    y = {"int": rng.randint(0, 3, n_labels), "str": rng.choice(["a", "b"], n_labels),
+         "bool": rng.rand(n_labels) > 0.5, "float": rng.rand(n_labels), "one": np.zeros(n_labels)}[labels]
+    clf = ESPROClassifier(**TINY)
+    try:
+        clf.fit(X, y)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)  # a message, from our validation or scikit-learn's
+        assert "torch" not in type(exc).__module__
+        return
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), len(clf.classes_))
+    assert np.all(proba >= 0) and np.allclose(proba.sum(axis=1), 1.0)
