@@ -205,3 +205,36 @@ def test_random_inputs_give_clear_errors_or_valid_probabilities(n_samples, shape
     proba = clf.predict_proba(X)
     assert proba.shape == (len(X), len(clf.classes_))
     assert np.all(proba >= 0) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def _worker_processes():
+    """Live child processes of this one that are joblib/loky workers (Linux /proc)."""
+    import os
+    from pathlib import Path
+
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] not in "ZX" and "loky" in cmd and "resource_tracker" not in cmd:
+            workers.append(cmd)
+    return workers
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_keyboard_interrupt_in_parallel_jobs_stops_the_workers(data):
+    import time
+
+    X, y = data
+    X, y = np.repeat(X, 5, axis=0), np.repeat(y, 5)
+    clf = ESPROClassifier(InterruptAfter, module__after=30, **{**BASE, "n_modes": 4, "n_jobs": 2, "max_epochs": 20})
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    deadline = time.time() + 10
+    while _worker_processes() and time.time() < deadline:
+        time.sleep(0.2)
+    assert _worker_processes() == []
+    assert not hasattr(clf, "classes_")
