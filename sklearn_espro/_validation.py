@@ -69,11 +69,15 @@ def check_X_y(validate, X, y="no_validation", **kwargs):
     if n_X is not None and n_y is not None and n_X != n_y:
         raise ValueError(f"X has {n_X} samples but y has {n_y}; they must have one label per sample.")
     try:
-        return validate(X, y, **kwargs)
+        out = validate(X, y, **kwargs)
     except ValueError as exc:
         if "could not convert" in str(exc):
             raise ValueError(f"X must hold numbers (it is cast to float32): {exc}") from exc
         raise
+    X_checked = out[0] if isinstance(out, tuple) else out
+    if X_checked.ndim > 2 and 0 in X_checked.shape[1:]:
+        raise ValueError(f"X has samples of shape {X_checked.shape[1:]}, which hold no values.")
+    return out
 
 
 def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int) -> None:

@@ -79,6 +79,7 @@ def test_wrong_number_of_features_or_trailing_shape_at_predict(data):
     (np.zeros((4, 5)), np.array([0, 1, 0]), "X has 4 samples but y has 3"),
     (np.array([["a", "b"], ["c", "d"]], dtype=object), np.array([0, 1]), "X must hold numbers"),
     (np.zeros((4, 5)), np.array([0.1, 0.7, 1.3, 2.9]), "Unknown label type: continuous"),
+    (np.zeros((4, 3, 0)), np.array([0, 1, 0, 1]), r"samples of shape \(3, 0\), which hold no values"),
 ])
 def test_bad_arrays(X, y, message):
     with pytest.raises(ValueError, match=message):
