@@ -7,8 +7,8 @@ sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module),
 """
 
 from .estimator import ESPROClassifier
-from .modules import MLP, ConvNet1d
+from .modules import MLP, ConvNet1d, ConvNet2d
 from .simplex import Simplex
 
-__all__ = ["ESPROClassifier", "MLP", "ConvNet1d", "Simplex"]
+__all__ = ["ESPROClassifier", "MLP", "ConvNet1d", "ConvNet2d", "Simplex"]
 __version__ = "0.1.0"

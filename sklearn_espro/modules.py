@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["MLP", "ConvNet1d"]
+__all__ = ["MLP", "ConvNet1d", "ConvNet2d"]
 
 
 class MLP(nn.Module):
@@ -107,3 +107,42 @@ class ConvNet1d(nn.Module):
         if x.dim() == 2:
             x = x.unsqueeze(1)
         return self.head(self.features(x).flatten(1))
+
+
+class ConvNet2d(nn.Module):
+    """Small 2-D convolutional network for images: conv, BatchNorm, ReLU blocks, pooling, linear.
+
+    Parameters
+    ----------
+    n_features_in : int
+        Input channels (``X.shape[1]`` of images shaped (n, channels, height, width)).
+    n_classes : int
+        Number of logits.
+    channels : sequence of int, default=(16, 32)
+        Output channels of each 3x3 block; each block but the last is followed by 2x2 max pooling.
+    batchnorm : bool, default=True
+
+    Examples
+    --------
+    >>> import torch
+    >>> ConvNet2d(1, 10)(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(self, n_features_in: int, n_classes: int, channels: Sequence[int] = (16, 32), batchnorm: bool = True):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = n_features_in
+        for i, size in enumerate(channels):
+            blocks.append(nn.Conv2d(width, size, 3, padding=1))
+            if batchnorm:
+                blocks.append(nn.BatchNorm2d(size))
+            blocks.append(nn.ReLU())
+            if i < len(channels) - 1:
+                blocks.append(nn.MaxPool2d(2))
+            width = size
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).mean(dim=(-2, -1)))

@@ -290,13 +290,18 @@ class Simplex:
         return log_simplex_volume(self.flat_vertices())
 
     def forward(self, coords: Tensor, x: Tensor, buffers: Params | None = None) -> Tensor:
-        """Outputs of the models at ``coords`` (n_models, n_vertices) on ``x``: (n_models, batch, ...).
+        """Outputs of the models at ``coords`` (n_models, n_vertices) on ``x``, in evaluation mode.
 
         ``buffers`` may give each model its own, as (n_models, *shape) tensors.
+        Returns a tensor of shape (n_models, batch, ...).
         """
         if buffers is None:
             buffers = expand(self.buffers, coords.shape[0])
-        return batched_forward(self.module, self.combine(coords), buffers, x)
+        was_training = self.module.training
+        try:
+            return batched_forward(self.module.eval(), self.combine(coords), buffers, x)
+        finally:
+            self.module.train(was_training)
 
     def to_module(self, coords: Tensor, buffers: Params | None = None) -> nn.Module:
         """A plain ``nn.Module`` with the weights at ``coords`` (n_vertices,)."""
