@@ -1,0 +1,281 @@
+"""ESPRO against deep ensembles: equal members, equal training epochs, and dataset shift.
+
+For each data set and seed:
+
+- a pool of independently trained networks, each a skorch ``NeuralNetClassifier`` with
+  the same recipe as ESPRO's modes (SGD, momentum 0.9, cosine schedule, 30 epochs): the
+  deep ensemble of J members averages the first J (J = 1 is the single model);
+- ``ESPROClassifier(n_modes=3, n_vertices=3)`` trained from scratch;
+- ESPRO grown from the deep ensemble's own members (``modes=``), at several
+  ``n_vertices``; its first J simplexes make the J-member ESPRO ensemble.
+
+Every model is scored (accuracy, NLL, ECE with 15 bins, Brier) on the clean test set and
+on each shifted test set (see ``datasets.py`` for what each severity is). Outputs: every
+run as JSON and CSV in ``--out``, markdown tables printed and written into
+``docs/results.md``, and PNG plots (each metric against members, against total training
+epochs and against shift severity) in ``docs/figures/``.
+
+    python benchmarks/ensembles.py --quick           # MNIST-1D and digits MLP, 2 seeds
+    python benchmarks/ensembles.py                   # all offline data sets, 5 seeds
+    python benchmarks/ensembles.py --data cifar10 --data-dir ~/data   # GPU users
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import LRScheduler
+from torch import nn
+
+import datasets
+from sklearn_espro import MLP, ConvNet1d, ConvNet2d, ESPROClassifier
+from sklearn_espro.metrics import uncertainty_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_MEMBERS = 5
+RECIPE = dict(max_epochs=30, lr=0.05, batch_size=128)  # shared by deep-ensemble members and ESPRO modes
+
+
+def vgg_small(n_features_in: int, n_classes: int) -> nn.Module:
+    """A VGG-style network for 32 x 32 images (CIFAR-10)."""
+    layers, width = [], n_features_in
+    for size in (64, 128, 256):
+        layers += [nn.Conv2d(width, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(),
+                   nn.Conv2d(size, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(), nn.MaxPool2d(2)]
+        width = size
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * 16, n_classes))
+
+
+SETTINGS = {  # name: (loader, module, module arguments, training recipe)
+    "mnist1d-cnn": (datasets.mnist1d, ConvNet1d, {}, RECIPE),
+    "digits-mlp": (datasets.digits, MLP, {}, RECIPE),
+    "digits-cnn": (lambda: datasets.digits(images=True), ConvNet2d, {}, RECIPE),
+    "spirals-mlp": (datasets.spirals, MLP, {"hidden_sizes": (64, 64)}, dict(max_epochs=100, lr=0.05, batch_size=32)),
+}
+
+
+def deep_ensemble_member(module_cls, kwargs, recipe, data, seed: int) -> tuple[NeuralNetClassifier, float]:
+    """One member trained as a user would with skorch; returns the net and its seconds."""
+    torch.manual_seed(seed)
+    net = NeuralNetClassifier(
+        module_cls, module__n_features_in=data.X.shape[1], module__n_classes=int(data.y.max()) + 1,
+        **{f"module__{k}": v for k, v in kwargs.items()}, criterion=nn.CrossEntropyLoss,
+        optimizer=torch.optim.SGD, optimizer__momentum=0.9, train_split=None, verbose=0, device="cpu",
+        callbacks=[LRScheduler("CosineAnnealingLR", T_max=recipe["max_epochs"])],
+        iterator_train__shuffle=True, **recipe,
+    )
+    start = time.perf_counter()
+    net.fit(data.X, data.y)
+    return net, time.perf_counter() - start
+
+
+def first_simplexes(clf: ESPROClassifier, n: int) -> ESPROClassifier:
+    """The fitted estimator restricted to its first ``n`` simplexes (an n-member ESPRO)."""
+    part = copy.copy(clf)
+    part.simplexes_, part.sample_coords_ = clf.simplexes_[:n], clf.sample_coords_[:n]
+    part.sample_buffers_ = clf.sample_buffers_[:n]
+    return part
+
+
+def score_sets(proba_fn, data) -> list[dict]:
+    rows = [{"shift": "clean", "severity": 0, **uncertainty_metrics(data.y_test, proba_fn(data.X_test))}]
+    for (kind, severity), (X, y) in data.shifted.items():
+        rows.append({"shift": kind, "severity": severity, **uncertainty_metrics(y, proba_fn(X))})
+    return rows
+
+
+def run_seed(name: str, seed: int, data, n_vertices_list: list[int], vertex_epochs: int) -> list[dict]:
+    _, module_cls, kwargs, recipe = SETTINGS[name]
+    epochs = recipe["max_epochs"]
+    budget = max(n_vertices_list) - 1
+    pool_size = math.ceil(MAX_MEMBERS * (1 + budget * vertex_epochs / epochs))
+    pool = [deep_ensemble_member(module_cls, kwargs, recipe, data, 1000 * seed + i) for i in range(pool_size)]
+    rows = []
+
+    def add(method, n_members, n_vertices, epochs, seconds, proba_fn):
+        for r in score_sets(proba_fn, data):
+            rows.append({"data": name, "seed": seed, "method": method, "n_members": n_members,
+                         "n_vertices": n_vertices, "epochs": epochs, "fit_seconds": seconds, **r})
+
+    for j in range(1, pool_size + 1):
+        nets = [net for net, _ in pool[:j]]
+        add("deep ensemble", j, 1, j * epochs, sum(s for _, s in pool[:j]),
+            lambda X, nets=nets: np.mean([n.predict_proba(X) for n in nets], axis=0))
+    common = dict(module=module_cls, vertex_epochs=vertex_epochs, random_state=seed, device="cpu", **recipe,
+                  **{f"module__{k}": v for k, v in kwargs.items()})
+    for k in n_vertices_list:
+        start = time.perf_counter()
+        grown = ESPROClassifier(modes=[net for net, _ in pool[:MAX_MEMBERS]], n_vertices=k, **common).fit(data.X, data.y)
+        per_simplex = (time.perf_counter() - start) / MAX_MEMBERS
+        for j in range(1, MAX_MEMBERS + 1):
+            add(f"ESPRO from DE members (n_vertices={k})", j, k, j * (epochs + (k - 1) * vertex_epochs),
+                sum(s for _, s in pool[:j]) + j * per_simplex, first_simplexes(grown, j).predict_proba)
+    start = time.perf_counter()
+    scratch = ESPROClassifier(n_modes=3, n_vertices=3, **common).fit(data.X, data.y)
+    add("ESPRO (n_vertices=3)", 3, 3, 3 * (epochs + 2 * vertex_epochs), time.perf_counter() - start,
+        scratch.predict_proba)
+    return rows
+
+
+# -- summaries ------------------------------------------------------------------------
+METRICS = ("accuracy", "nll", "ece", "brier")
+
+
+def _mean_std(rows: list[dict], key: str) -> tuple[float, float]:
+    """Mean and std over seeds of ``key``, first averaged over shift kinds within a seed."""
+    by_seed: dict[int, list[float]] = {}
+    for r in rows:
+        by_seed.setdefault(r["seed"], []).append(r[key])
+    per_seed = [np.mean(v) for v in by_seed.values()]
+    return float(np.mean(per_seed)), float(np.std(per_seed))
+
+
+def _select(rows, **where):
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+def _line(rows, method, n_members, keys_clean=METRICS) -> str:
+    cells = []
+    for key in keys_clean:
+        m, s = _mean_std(_select(rows, method=method, n_members=n_members, severity=0), key)
+        cells.append(f"{m:.4f} ± {s:.4f}")
+    for sev in datasets.SEVERITIES:
+        sel = _select(rows, method=method, n_members=n_members, severity=sev)
+        cells.append(f"{_mean_std(sel, 'nll')[0]:.4f}" if sel else "-")
+    sel = _select(rows, method=method, n_members=n_members, severity=5)
+    cells.append(f"{_mean_std(sel, 'ece')[0]:.4f}" if sel else "-")
+    return f"| {method}, J={n_members} | " + " | ".join(cells) + " |"
+
+
+def tables(rows: list[dict]) -> str:
+    out = []
+    head = ("| method | accuracy | NLL | ECE | Brier | NLL s1 | NLL s2 | NLL s3 | NLL s4 | NLL s5 | ECE s5 |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in dict.fromkeys(r["data"] for r in rows):
+        sel = _select(rows, data=name)
+        seeds = sorted({r["seed"] for r in sel})
+        out.append(f"### {name} (seeds {', '.join(map(str, seeds))}; clean test set ± std over seeds; "
+                   "NLL under shift averaged over shift kinds)\n")
+        out.append("Equal number of members (J = 3):\n\n" + head)
+        methods = [m for m in dict.fromkeys(r["method"] for r in sel)]
+        for method in methods:
+            if _select(sel, method=method, n_members=3):
+                out.append(_line(sel, method, 3))
+        espro_epochs = _select(sel, method="ESPRO (n_vertices=3)")[0]["epochs"]
+        matched = round(espro_epochs / _select(sel, method="deep ensemble", n_members=1)[0]["epochs"])
+        out.append(f"\nEqual training epochs ({espro_epochs} epochs: ESPRO J=3, n_vertices=3, against the deep "
+                   f"ensemble with the {matched} members those epochs buy):\n\n" + head)
+        for method, j in [("deep ensemble", matched), ("ESPRO from DE members (n_vertices=3)", 3),
+                          ("ESPRO (n_vertices=3)", 3)]:
+            if _select(sel, method=method, n_members=j):
+                out.append(_line(sel, method, j))
+        out.append("")
+    return "\n".join(out)
+
+
+# -- plots ------------------------------------------------------------------------------
+def plots(rows: list[dict], folder: Path) -> list[Path]:
+    """For each data set: each metric against members, against epochs, against severity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in dict.fromkeys(r["data"] for r in rows):
+        sel = _select(rows, data=name)
+        methods = [m for m in dict.fromkeys(r["method"] for r in sel)]
+        for axis in ("n_members", "epochs", "severity"):
+            fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+            for method in methods:
+                if axis == "severity":
+                    picked = [r for r in sel if r["method"] == method and r["n_members"] == 3]
+                else:
+                    picked = [r for r in sel if r["method"] == method and r["severity"] == 0]
+                xs = sorted({r[axis] for r in picked})
+                if len(xs) < 2 and axis != "epochs":
+                    continue
+                for ax, key in zip(axes, METRICS):
+                    means = [_mean_std([r for r in picked if r[axis] == x], key) for x in xs]
+                    ax.errorbar(xs, [m for m, _ in means], yerr=[s for _, s in means], marker="o", ms=3,
+                                capsize=2, label=method)
+            for ax, key in zip(axes, METRICS):
+                ax.set_xlabel({"n_members": "ensemble members J", "epochs": "total training epochs",
+                               "severity": "shift severity (J = 3)"}[axis])
+                ax.set_title(key)
+                ax.grid(alpha=0.3)
+            axes[0].legend(fontsize=7)
+            fig.suptitle(f"{name}: mean ± std over seeds")
+            fig.tight_layout()
+            path = folder / f"ensembles_{name}_{axis}.png"
+            fig.savefig(path, dpi=80)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+def write_results(markdown: str, command: str) -> None:
+    """Put the tables between markers in docs/results.md (replacing an earlier run's)."""
+    path = ROOT / "docs" / "results.md"
+    start, end = "<!-- ensembles:start -->", "<!-- ensembles:end -->"
+    text = path.read_text() if path.exists() else "# Measured results\n"
+    block = f"{start}\n## ESPRO against deep ensembles, under shift\n\n`{command}`\n\n{markdown}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="MNIST-1D and digits MLP, 2 seeds")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--data", nargs="*", default=None, choices=[*SETTINGS, "cifar10"])
+    parser.add_argument("--data-dir", type=Path, help="folder holding cifar-10-batches-py")
+    parser.add_argument("--n-vertices", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--vertex-epochs", type=int, default=ESPROClassifier().vertex_epochs)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--no-docs", action="store_true", help="do not write docs/results.md and docs/figures")
+    args = parser.parse_args()
+    names = args.data or (["mnist1d-cnn", "digits-mlp"] if args.quick else list(SETTINGS))
+    if "cifar10" in names:
+        if args.data_dir is None:
+            parser.error("--data cifar10 needs --data-dir")
+        SETTINGS["cifar10"] = (lambda: datasets.cifar10(args.data_dir), vgg_small, {},
+                               dict(max_epochs=100, lr=0.05, batch_size=128))
+    seeds = range(2 if args.quick else args.seeds)
+    rows = []
+    for name in names:
+        data = SETTINGS[name][0]()
+        for seed in seeds:
+            start = time.perf_counter()
+            rows += run_seed(name, seed, data, args.n_vertices, args.vertex_epochs)
+            print(f"{name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ensembles.json").write_text(json.dumps(rows, indent=1))
+    with open(args.out / "ensembles.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    markdown = tables(rows)
+    print("\n" + markdown)
+    if not args.no_docs:
+        command = "python benchmarks/ensembles.py" + (" --quick" if args.quick else "")
+        write_results(markdown, command)
+        for path in plots(rows, ROOT / "docs" / "figures"):
+            print("wrote", path.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
