@@ -53,6 +53,8 @@ def uncertainty_metrics(y_true, proba, *, labels=None, n_bins=15):
     ----------
     y_true : array-like of shape (n_samples,)
     proba : array-like of shape (n_samples, n_classes)
+        Rows must sum to one within 1e-4 (float32 softmax outputs do); they are
+        renormalised in float64.
     labels : array-like of shape (n_classes,), default=None
         Class of each column (a classifier's ``classes_``); default ``0..n_classes - 1``.
     n_bins : int, default=15
@@ -70,6 +72,10 @@ def uncertainty_metrics(y_true, proba, *, labels=None, n_bins=15):
     (1.0, 0.05)
     """
     proba = np.asarray(proba, dtype=np.float64)
+    sums = proba.sum(axis=1, keepdims=True)
+    if not np.allclose(sums, 1.0, atol=1e-4):
+        raise ValueError(f"proba rows must sum to one; found sums from {sums.min():.6f} to {sums.max():.6f}.")
+    proba = proba / sums
     labels = np.arange(proba.shape[1]) if labels is None else np.asarray(labels)
     y_true = np.asarray(y_true)
     onehot = (y_true[:, None] == labels[None, :]).astype(np.float64)
