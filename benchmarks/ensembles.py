@@ -195,7 +195,8 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     for name in dict.fromkeys(r["data"] for r in rows):
         sel = _select(rows, data=name)
         methods = [m for m in dict.fromkeys(r["method"] for r in sel)]
-        for axis in ("n_members", "epochs", "severity"):
+        axes_wanted = ("n_members", "epochs", "severity") if any(r["severity"] for r in sel) else ("n_members", "epochs")
+        for axis in axes_wanted:
             fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
             for method in methods:
                 if axis == "severity":
@@ -224,6 +225,14 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     return written
 
 
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_results(markdown: str, command: str) -> None:
     """Put the tables between markers in docs/results.md (replacing an earlier run's)."""
     path = ROOT / "docs" / "results.md"
@@ -247,6 +256,8 @@ def main() -> None:
     parser.add_argument("--vertex-epochs", type=int, default=ESPROClassifier().vertex_epochs)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/results.md and docs/figures")
+    parser.add_argument("--report-only", action="store_true",
+                        help="redo tables and plots from the rows saved in --out, training nothing")
     args = parser.parse_args()
     names = args.data or (["mnist1d-cnn", "digits-mlp"] if args.quick else list(SETTINGS))
     if "cifar10" in names:
@@ -255,24 +266,24 @@ def main() -> None:
         SETTINGS["cifar10"] = (lambda: datasets.cifar10(args.data_dir), vgg_small, {},
                                dict(max_epochs=100, lr=0.05, batch_size=128))
     seeds = range(2 if args.quick else args.seeds)
-    rows = []
-    for name in names:
+    rows = json.loads((args.out / "ensembles.json").read_text()) if args.report_only else []
+    for name in [] if args.report_only else names:
         data = SETTINGS[name][0]()
         for seed in seeds:
             start = time.perf_counter()
             rows += run_seed(name, seed, data, args.n_vertices, args.vertex_epochs)
             print(f"{name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    rows = [{k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ensembles.json").write_text(json.dumps(rows, indent=1))
-    with open(args.out / "ensembles.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, args.out / "ensembles.csv")
     markdown = tables(rows)
     print("\n" + markdown)
     if not args.no_docs:
-        command = "python benchmarks/ensembles.py" + (" --quick" if args.quick else "")
+        quick = args.quick or len({r["seed"] for r in rows}) < 5
+        command = "python benchmarks/ensembles.py" + (" --quick" if quick else "")
         write_results(markdown, command)
+        write_csv(rows, ROOT / "docs" / "data" / "ensembles.csv")
         for path in plots(rows, ROOT / "docs" / "figures"):
             print("wrote", path.relative_to(ROOT))
 
