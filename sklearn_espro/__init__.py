@@ -3,12 +3,16 @@
 Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (volumes,
 sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module),
 :mod:`~sklearn_espro.training` and :mod:`~sklearn_espro.members` (growing simplexes),
-:mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), :mod:`~sklearn_espro.metrics`.
+:mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), and the tools
+:mod:`~sklearn_espro.volume` (:class:`SimplexVolume`), :mod:`~sklearn_espro.planes`
+(:class:`LossPlane`) and :mod:`~sklearn_espro.metrics`.
 """
 
 from .estimator import ESPROClassifier
 from .modules import MLP, ConvNet1d, ConvNet2d
+from .planes import LossPlane
 from .simplex import Simplex
+from .volume import SimplexVolume
 
-__all__ = ["ESPROClassifier", "MLP", "ConvNet1d", "ConvNet2d", "Simplex"]
+__all__ = ["ESPROClassifier", "LossPlane", "MLP", "ConvNet1d", "ConvNet2d", "Simplex", "SimplexVolume"]
 __version__ = "0.1.0"

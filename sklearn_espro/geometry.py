@@ -19,6 +19,7 @@ from torch import Tensor
 
 __all__ = [
     "cayley_menger_volume",
+    "plane_basis",
     "hull_basis",
     "log_simplex_volume",
     "log_volume_with_vertex",
@@ -230,3 +231,46 @@ def log_volume_with_vertex(
     d = new_vertex.to(torch.float64) - origin
     residual = d - basis @ (basis.T @ d)
     return frozen_log_volume + torch.linalg.vector_norm(residual).log() - math.log(k)
+
+
+def plane_basis(anchors: Tensor) -> tuple[Tensor, Tensor]:
+    """Centre and orthonormal basis of the plane through three points (Section 4).
+
+    ``c`` is the mean of the three points; ``u`` is the unit vector along
+    ``a_1 - a_0`` and ``v`` the unit part of ``a_2 - a_0`` orthogonal to ``u``
+    (Gram-Schmidt), both in float64.
+
+    Parameters
+    ----------
+    anchors : Tensor of shape (3, n_params)
+
+    Returns
+    -------
+    center : Tensor of shape (n_params,)
+    basis : Tensor of shape (2, n_params)
+        Rows ``u`` and ``v``; a point ``w`` has plane coordinates ``basis @ (w - center)``.
+
+    Raises
+    ------
+    ValueError
+        When the three points lie on a line (no plane).
+
+    Examples
+    --------
+    >>> import torch
+    >>> center, basis = plane_basis(torch.tensor([[0.0, 0, 0], [2.0, 0, 0], [0.0, 3, 0]]))
+    >>> basis
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]], dtype=torch.float64)
+    """
+    anchors = anchors.to(torch.float64)
+    center = anchors.mean(dim=0)
+    first = anchors[1] - anchors[0]
+    second = anchors[2] - anchors[0]
+    u = first / torch.linalg.vector_norm(first)
+    second = second - (second @ u) * u
+    norm = torch.linalg.vector_norm(second)
+    scale = torch.linalg.vector_norm(anchors[1:] - anchors[0], dim=1).max()
+    if not torch.isfinite(u).all() or norm <= 1e-6 * scale:  # float32 weights: collinear to rounding
+        raise ValueError("The three anchors lie on one line (or coincide): they span no plane.")
+    return center, torch.stack([u, second / norm])

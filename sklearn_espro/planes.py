@@ -1,0 +1,233 @@
+"""LossPlane: the loss surface on the plane through three weight vectors (Section 4)."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ._validation import Interval, resolve_device
+from .geometry import plane_basis
+from .simplex import batched_forward, batchnorm_buffer_names, expand, flatten, recompute_batchnorm, unflatten
+
+__all__ = ["LossPlane", "flat_parameters"]
+
+
+class LossPlane(TransformerMixin, BaseEstimator):
+    """Loss and accuracy of a network on a grid in the plane of three weight vectors.
+
+    The plane has centre ``c`` (the anchors' mean) and orthonormal basis ``u, v``
+    (Gram-Schmidt on the anchors' differences); ``fit(X, y)`` evaluates the module with
+    weights ``c + r_u u + r_v v`` on a ``resolution x resolution`` grid that covers the
+    anchors with a margin, and ``transform(W)`` maps weight vectors to plane coordinates.
+
+    Parameters
+    ----------
+    estimator : fitted ESPROClassifier, default=None
+        Source of the anchors: vertices ``vertices`` of simplex ``simplex``; the module,
+        its buffers and the class order come with it.
+    module : nn.Module, default=None
+        The architecture, when ``anchors`` are given directly; its buffers are used.
+    anchors : array-like of shape (3, n_params), default=None
+        Weight vectors, each the module's parameters flattened in ``named_parameters``
+        order (as :func:`sklearn_espro.simplex.flatten` does).
+    simplex : int, default=0
+    vertices : tuple of 3 int, default=(0, 1, 2)
+    resolution : int, default=21
+        Grid points per axis.
+    margin : float, default=0.25
+        Extra room on each side, as a fraction of the anchors' extent along each axis.
+    batch_size : int, default=512
+        Samples per forward pass.
+    grid_batch : int, default=32
+        Grid points evaluated together as one vectorised batch of models.
+    device : str, default="auto"
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (n_params,)
+    basis_ : ndarray of shape (2, n_params)
+        Rows ``u`` and ``v``.
+    anchors_ : ndarray of shape (3, n_params)
+    anchor_coords_ : ndarray of shape (3, 2)
+    grid_u_, grid_v_ : ndarray of shape (resolution,)
+    loss_, accuracy_ : ndarray of shape (resolution, resolution)
+        Mean cross-entropy and accuracy on ``(X, y)``; entry ``[j, i]`` is at
+        ``(grid_u_[i], grid_v_[j])``, as ``matplotlib.pyplot.contourf`` expects.
+
+    Notes
+    -----
+    Models with BatchNorm get statistics of their own at every grid point, recomputed
+    on ``X`` (one extra forward pass over ``X`` per batch of grid points).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_espro.simplex import flatten
+    >>> net = torch.nn.Linear(2, 2)
+    >>> w = flatten(dict(net.named_parameters()), 0).detach().numpy()
+    >>> anchors = np.stack([w, w + np.eye(6)[0], w + np.eye(6)[1]])
+    >>> X, y = np.random.RandomState(0).randn(20, 2).astype(np.float32), np.arange(20) % 2
+    >>> plane = LossPlane(module=net, anchors=anchors, resolution=5).fit(X, y)
+    >>> plane.loss_.shape, np.allclose(plane.transform(plane.center_[None]), 0)
+    ((5, 5), True)
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": "no_validation",
+        "module": [None, nn.Module],
+        "anchors": [None, "array-like"],
+        "simplex": [Interval(Integral, 0, None, closed="left")],
+        "vertices": [tuple, list],
+        "resolution": [Interval(Integral, 2, None, closed="left")],
+        "margin": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "grid_batch": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+    }
+
+    def __init__(self, estimator=None, *, module=None, anchors=None, simplex=0, vertices=(0, 1, 2),
+                 resolution=21, margin=0.25, batch_size=512, grid_batch=32, device="auto"):
+        self.estimator = estimator
+        self.module = module
+        self.anchors = anchors
+        self.simplex = simplex
+        self.vertices = vertices
+        self.resolution = resolution
+        self.margin = margin
+        self.batch_size = batch_size
+        self.grid_batch = grid_batch
+        self.device = device
+
+    def _source(self):
+        """(module, parameter layout, buffers, anchors (3, P) float64, classes or None)."""
+        if (self.estimator is None) == (self.module is None or self.anchors is None):
+            raise ValueError("Give either estimator (a fitted ESPROClassifier) or both module and anchors.")
+        if self.estimator is not None:
+            check_is_fitted(self.estimator)
+            simplex = self.estimator.simplexes_[self.simplex]
+            if len(self.vertices) != 3 or max(self.vertices) >= simplex.n_vertices:
+                raise ValueError(f"vertices={self.vertices} must name 3 of the {simplex.n_vertices} vertices of simplex {self.simplex}.")
+            anchors = simplex.flat_vertices()[list(self.vertices)].double()
+            return simplex.module, simplex.vertices, simplex.buffers, anchors, self.estimator.classes_
+        like = {k: v.detach().unsqueeze(0) for k, v in self.module.named_parameters()}
+        anchors = torch.as_tensor(np.asarray(self.anchors, dtype=np.float64))
+        n_params = sum(v.numel() for v in like.values())
+        if anchors.shape != (3, n_params):
+            raise ValueError(f"anchors must have shape (3, {n_params}) for this module; got {tuple(anchors.shape)}.")
+        buffers = {k: v.detach() for k, v in self.module.named_buffers()}
+        return self.module, like, buffers, anchors, None
+
+    def fit(self, X, y):
+        """Evaluate loss and accuracy on the grid.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+            Labels (from the estimator's ``classes_``), or class indices with ``module``.
+
+        Returns
+        -------
+        self : LossPlane
+        """
+        self._validate_params()
+        module, like, buffers, anchors, classes = self._source()
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        if classes is not None:
+            if not np.isin(y, classes).all():
+                raise ValueError("y holds labels the estimator was not fitted on.")
+            y = np.searchsorted(classes, y)
+        center, basis = plane_basis(anchors)
+        coords = ((anchors - center) @ basis.T).numpy()
+        low, high = coords.min(0), coords.max(0)
+        pad = self.margin * (high - low)
+        self.grid_u_ = np.linspace(low[0] - pad[0], high[0] + pad[0], self.resolution)
+        self.grid_v_ = np.linspace(low[1] - pad[1], high[1] + pad[1], self.resolution)
+        uu, vv = np.meshgrid(self.grid_u_, self.grid_v_)
+        points = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1))
+        weights = (center + points @ basis).float()
+        loss, accuracy = self._evaluate(module, like, buffers, weights, X, y.astype(np.int64))
+        self.loss_ = loss.reshape(self.resolution, self.resolution)
+        self.accuracy_ = accuracy.reshape(self.resolution, self.resolution)
+        self.center_, self.basis_ = center.numpy(), basis.numpy()
+        self.anchors_, self.anchor_coords_ = anchors.numpy(), coords
+        return self
+
+    @torch.no_grad()
+    def _evaluate(self, module, like, buffers, weights, X, y):
+        """Mean loss and accuracy of each weight vector (rows of ``weights``) on (X, y)."""
+        device = resolve_device(self.device)
+        module = module.to(device)
+        X_t, y_t = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
+        batches = X_t.split(self.batch_size)
+        has_bn = bool(batchnorm_buffer_names(module))
+        losses, hits = [], []
+        for chunk in weights.split(self.grid_batch):
+            params = unflatten(chunk.to(device), like)
+            bufs = expand({k: v.to(device) for k, v in buffers.items()}, len(chunk))
+            if has_bn:
+                bufs = recompute_batchnorm(module, params, bufs, batches)
+            loss = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+            correct = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+            for xb, yb in zip(batches, y_t.split(self.batch_size)):
+                logits = batched_forward(module.eval(), params, bufs, xb)
+                loss += nn.functional.cross_entropy(
+                    logits.flatten(0, 1), yb.repeat(len(chunk)), reduction="none"
+                ).view(len(chunk), -1).double().sum(1)
+                correct += (logits.argmax(-1) == yb).double().sum(1)
+            losses.append(loss / len(X))
+            hits.append(correct / len(X))
+        return torch.cat(losses).cpu().numpy(), torch.cat(hits).cpu().numpy()
+
+    def transform(self, W):
+        """Plane coordinates ``basis @ (w - c)`` of weight vectors.
+
+        Parameters
+        ----------
+        W : array-like of shape (n_vectors, n_params)
+
+        Returns
+        -------
+        ndarray of shape (n_vectors, 2)
+        """
+        check_is_fitted(self)
+        W = np.asarray(W, dtype=np.float64)
+        if W.ndim != 2 or W.shape[1] != self.center_.shape[0]:
+            raise ValueError(f"W must have shape (n_vectors, {self.center_.shape[0]}); got {W.shape}.")
+        return (W - self.center_) @ self.basis_.T
+
+    def get_feature_names_out(self, input_features=None):
+        """``["u", "v"]``: the two plane coordinates."""
+        return np.array(["u", "v"], dtype=object)
+
+    def plot(self, ax=None, levels=20):
+        """Filled contours of the loss (log scale), the anchors and the triangle they span.
+
+        Needs matplotlib (``pip install sklearn-espro[plot]``). Returns the axes.
+        """
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import LogNorm
+
+        check_is_fitted(self)
+        ax = plt.gca() if ax is None else ax
+        loss = np.clip(self.loss_, 1e-8, None)
+        ticks = np.geomspace(loss.min(), loss.max(), levels)
+        cs = ax.contourf(self.grid_u_, self.grid_v_, loss, levels=ticks, norm=LogNorm(), cmap="viridis")
+        ax.figure.colorbar(cs, ax=ax, label="training loss")
+        closed = np.vstack([self.anchor_coords_, self.anchor_coords_[:1]])
+        ax.plot(closed[:, 0], closed[:, 1], color="white", lw=1)
+        ax.scatter(*self.anchor_coords_.T, color="white", edgecolor="black", zorder=3)
+        ax.set_xlabel("u")
+        ax.set_ylabel("v")
+        return ax
+
+
+def flat_parameters(module: nn.Module) -> np.ndarray:
+    """A module's parameters as one vector, in the order LossPlane's anchors use."""
+    return flatten(dict(module.named_parameters()), 0).detach().cpu().numpy()
