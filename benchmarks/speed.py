@@ -28,8 +28,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.func import functional_call
 
-from sklearn_espro import MLP, ConvNet1d, ESPROClassifier
-from sklearn_espro.simplex import Simplex, batch_statistics
+from sklearn_espro import MLP, ConvNet1d, ESPROClassifier, LossPlane
+from sklearn_espro.simplex import Simplex, batch_statistics, batchnorm_buffer_names
 from sklearn_espro.training import init_vertex_state, sample_params, train_step
 
 
@@ -167,6 +167,29 @@ def prediction(model_cls, X, y, batch_size: int, repeats: int, device: str = "cp
     return out
 
 
+def loss_plane(model_cls, X, y, batch_size: int, repeats: int, device: str, resolution: int = 11) -> dict:
+    """LossPlane.fit over a resolution x resolution grid against as many plain forwards."""
+    clf = ESPROClassifier(model_cls, n_modes=1, n_vertices=3, max_epochs=1, vertex_epochs=1, batch_size=batch_size,
+                          random_state=0, device=device).fit(X[:512], y[:512])
+    plane = LossPlane(clf, resolution=resolution, batch_size=batch_size, device=device)
+    simplex = clf.simplexes_[0]
+    module = simplex.to_module(torch.ones(3) / 3).eval().to(device)
+    X_t = torch.as_tensor(X, device=device)
+
+    @torch.no_grad()
+    def plain():
+        for _ in range(resolution**2):
+            for start in range(0, len(X_t), batch_size):
+                module(X_t[start : start + batch_size])
+
+    out = {"LossPlane.fit": [], "plain forwards": []}
+    for _ in range(repeats):
+        out["LossPlane.fit"].append(median_time(lambda: plane.fit(X, y), 1, device))
+        out["plain forwards"].append(median_time(plain, 1, device))
+    out["batchnorm"] = bool(batchnorm_buffer_names(simplex.module))
+    return out
+
+
 def paired_ratio(times: list[float], baseline: list[float]) -> float:
     """Median over repeats of the time over the baseline's time measured next to it.
 
@@ -198,8 +221,11 @@ def main() -> None:
         pred = prediction(model_cls, X[: args.predict_samples], y, batch_size, max(args.repeats // 4, 5), device)
         ratios = {name: paired_ratio(t, steps["plain"]) for name, t in steps.items()}
         pred_ratio = paired_ratio(pred["predict_proba (J x M sampled)"], pred["J x M plain forwards"])
+        plane = loss_plane(model_cls, X[: args.predict_samples], y[: args.predict_samples], batch_size, 3, device)
+        plane_ratio = paired_ratio(plane["LossPlane.fit"], plane["plain forwards"])
         report.append({"device": device, "card": card, "batch_size": batch_size, "steps": steps,
-                       "step_ratios": ratios, "peak_mib": memory, "prediction": pred, "prediction_ratio": pred_ratio})
+                       "step_ratios": ratios, "peak_mib": memory, "prediction": pred, "prediction_ratio": pred_ratio,
+                       "loss_plane": plane, "loss_plane_ratio": plane_ratio})
         print(f"batch size {batch_size}")
         print("| step | ms | ratio to plain step | peak MiB |\n|---|---|---|---|")
         for name, seconds in steps.items():
@@ -208,7 +234,10 @@ def main() -> None:
         print(f"\npredict_proba over J x M = {n_models} sampled models on {n_pred} samples: "
               f"{statistics.median(pred['predict_proba (J x M sampled)']) * 1e3:.1f} ms; {n_models} plain forwards: "
               f"{statistics.median(pred['J x M plain forwards']) * 1e3:.1f} ms; ratio {pred_ratio:.2f}; peak MiB "
-              f"{pred['peak MiB'][0]:.1f} against {pred['peak MiB'][1]:.1f}\n")
+              f"{pred['peak MiB'][0]:.1f} against {pred['peak MiB'][1]:.1f}")
+        extra = " (plus one pass per grid batch to recompute BatchNorm statistics)" if plane["batchnorm"] else ""
+        print(f"LossPlane.fit, 11 x 11 grid on {n_pred} samples: {statistics.median(plane['LossPlane.fit']) * 1e3:.0f} ms; "
+              f"121 plain forwards: {statistics.median(plane['plain forwards']) * 1e3:.0f} ms; ratio {plane_ratio:.2f}{extra}\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 
