@@ -45,14 +45,20 @@ MAX_MEMBERS = 5
 RECIPE = dict(max_epochs=30, lr=0.05, batch_size=128)  # shared by deep-ensemble members and ESPRO modes
 
 
-def vgg_small(n_features_in: int, n_classes: int) -> nn.Module:
-    """A VGG-style network for 32 x 32 images (CIFAR-10)."""
-    layers, width = [], n_features_in
-    for size in (64, 128, 256):
-        layers += [nn.Conv2d(width, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(),
-                   nn.Conv2d(size, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(), nn.MaxPool2d(2)]
-        width = size
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * 16, n_classes))
+class VGGSmall(nn.Module):
+    """A VGG-style network for 32 x 32 images (CIFAR-10): three double-conv blocks."""
+
+    def __init__(self, n_features_in: int, n_classes: int):
+        super().__init__()
+        layers, width = [], n_features_in
+        for size in (64, 128, 256):
+            layers += [nn.Conv2d(width, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(),
+                       nn.Conv2d(size, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(), nn.MaxPool2d(2)]
+            width = size
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * 16, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
 
 
 SETTINGS = {  # name: (loader, module, module arguments, training recipe)
@@ -254,6 +260,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="folder holding cifar-10-batches-py")
     parser.add_argument("--n-vertices", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--vertex-epochs", type=int, default=ESPROClassifier().vertex_epochs)
+    parser.add_argument("--max-epochs", type=int, default=None, help="override each data set's epochs per network")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/results.md and docs/figures")
     parser.add_argument("--report-only", action="store_true",
@@ -263,8 +270,11 @@ def main() -> None:
     if "cifar10" in names:
         if args.data_dir is None:
             parser.error("--data cifar10 needs --data-dir")
-        SETTINGS["cifar10"] = (lambda: datasets.cifar10(args.data_dir), vgg_small, {},
+        SETTINGS["cifar10"] = (lambda: datasets.cifar10(args.data_dir), VGGSmall, {},
                                dict(max_epochs=100, lr=0.05, batch_size=128))
+    if args.max_epochs is not None:
+        for key, (loader, module, kwargs, recipe) in SETTINGS.items():
+            SETTINGS[key] = (loader, module, kwargs, {**recipe, "max_epochs": args.max_epochs})
     seeds = range(2 if args.quick else args.seeds)
     rows = json.loads((args.out / "ensembles.json").read_text()) if args.report_only else []
     for name in [] if args.report_only else names:
