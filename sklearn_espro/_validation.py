@@ -19,6 +19,7 @@ from torch import nn
 
 __all__ = [
     "Interval",
+    "RoutedParamsMixin",
     "StrOptions",
     "build_module",
     "check_module_output",
@@ -27,6 +28,37 @@ __all__ = [
     "reset_parameters",
     "resolve_device",
 ]
+
+
+ROUTED = ("module__", "optimizer__", "criterion__")
+
+
+class RoutedParamsMixin:
+    """``module__*``, ``optimizer__*`` and ``criterion__*`` arguments, routed as skorch does.
+
+    They arrive through ``**kwargs``, live in the private dict ``_kwargs`` (so that
+    ``__init__`` sets no attribute that is not a parameter), show in ``get_params`` and
+    are set by ``set_params``; a name without a routed prefix is refused in ``fit``.
+    """
+
+    def get_params(self, deep=True):
+        return {**super().get_params(deep=deep), **self._kwargs}
+
+    def set_params(self, **params):
+        for key in [k for k in params if k.startswith(ROUTED) or k in self._kwargs]:
+            self._kwargs[key] = params.pop(key)
+        return super().set_params(**params)
+
+    def _routed(self, prefix: str) -> dict[str, Any]:
+        return {k[len(prefix):]: v for k, v in self._kwargs.items() if k.startswith(prefix)}
+
+    def _check_routed(self) -> None:
+        unexpected = [k for k in self._kwargs if not k.startswith(ROUTED)]
+        if unexpected:
+            raise TypeError(
+                f"{type(self).__name__} got an unexpected argument {unexpected[0]!r}; routed arguments "
+                f"start with {', '.join(ROUTED)}."
+            )
 
 
 def resolve_device(device: str | torch.device, *, fallback: bool = False) -> str:

@@ -21,6 +21,7 @@ from ._validation import (
     StrOptions,
     build_module,
     check_module_output,
+    RoutedParamsMixin,
     check_X_y,
     mode_state_dict,
     resolve_device,
@@ -33,11 +34,10 @@ from .training import scaled_volume_regs
 
 __all__ = ["ESPROClassifier"]
 
-_ROUTED = ("module__", "optimizer__", "criterion__")
 _MAX_SEED = np.iinfo(np.int32).max
 
 
-class ESPROClassifier(ClassifierMixin, BaseEstimator):
+class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     """Simplex ensemble (ESPRO) of any torch module, as a scikit-learn classifier.
 
     Trains ``n_modes`` networks independently; around each grows a simplex of
@@ -209,26 +209,6 @@ class ESPROClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.modes = modes
         self._kwargs = dict(kwargs)  # routed arguments; checked in fit
-
-    # -- routed arguments, as skorch does -------------------------------------------
-    def get_params(self, deep=True):
-        return {**super().get_params(deep=deep), **self._kwargs}
-
-    def set_params(self, **params):
-        for key in [k for k in params if k.startswith(_ROUTED) or k in self._kwargs]:
-            self._kwargs[key] = params.pop(key)
-        return super().set_params(**params)
-
-    def _routed(self, prefix: str) -> dict[str, Any]:
-        return {k[len(prefix):]: v for k, v in self._kwargs.items() if k.startswith(prefix)}
-
-    def _check_routed(self) -> None:
-        unexpected = [k for k in self._kwargs if not k.startswith(_ROUTED)]
-        if unexpected:
-            raise TypeError(
-                f"ESPROClassifier got an unexpected argument {unexpected[0]!r}; routed arguments "
-                f"start with {', '.join(_ROUTED)}."
-            )
 
     def _optimizer_kwargs(self) -> dict[str, Any]:
         kwargs = self._routed("optimizer__")
