@@ -4,15 +4,27 @@ Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (vol
 sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module),
 :mod:`~sklearn_espro.training` and :mod:`~sklearn_espro.members` (growing simplexes),
 :mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), and the tools
+:func:`connect_modes` (mode-connecting complexes),
 :mod:`~sklearn_espro.volume` (:class:`SimplexVolume`), :mod:`~sklearn_espro.planes`
 (:class:`LossPlane`) and :mod:`~sklearn_espro.metrics`.
 """
 
+from .complexes import connect_modes
 from .estimator import ESPROClassifier
 from .modules import MLP, ConvNet1d, ConvNet2d
 from .planes import LossPlane
-from .simplex import Simplex
+from .simplex import Simplex, SimplicialComplex
 from .volume import SimplexVolume
 
-__all__ = ["ESPROClassifier", "LossPlane", "MLP", "ConvNet1d", "ConvNet2d", "Simplex", "SimplexVolume"]
+__all__ = [
+    "ESPROClassifier",
+    "LossPlane",
+    "MLP",
+    "ConvNet1d",
+    "ConvNet2d",
+    "Simplex",
+    "SimplexVolume",
+    "SimplicialComplex",
+    "connect_modes",
+]
 __version__ = "0.1.0"

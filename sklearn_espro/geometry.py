@@ -19,6 +19,7 @@ from torch import Tensor
 
 __all__ = [
     "cayley_menger_volume",
+    "sample_complex_coords",
     "plane_basis",
     "hull_basis",
     "log_simplex_volume",
@@ -167,6 +168,55 @@ def sample_barycentric(
     e = torch.empty(n_samples, n_vertices, device=device, dtype=dtype)
     e.exponential_(generator=generator)
     return e / e.sum(dim=1, keepdim=True)
+
+
+def sample_complex_coords(
+    faces: Tensor,
+    log_volumes: Tensor,
+    n_samples: int,
+    n_vertices: int,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Points drawn uniformly from a simplicial complex, as weights over all its vertices.
+
+    A simplex is picked with probability proportional to its volume, then a point
+    uniformly inside it (:func:`sample_barycentric`); one simplex is the plain case.
+
+    Parameters
+    ----------
+    faces : Tensor of shape (n_simplexes, k)
+        Vertex indices of each simplex (all simplexes have ``k`` vertices).
+    log_volumes : Tensor of shape (n_simplexes,)
+    n_samples, n_vertices : int
+        Number of points; number of vertices of the whole complex.
+    generator : torch.Generator, default=None
+    dtype : torch.dtype, default=torch.float32
+
+    Returns
+    -------
+    Tensor of shape (n_samples, n_vertices)
+        Rows summing to one, non-zero only on the vertices of the picked simplex.
+
+    Examples
+    --------
+    >>> import torch
+    >>> faces = torch.tensor([[0, 2], [1, 2]])  # two segments sharing vertex 2
+    >>> c = sample_complex_coords(faces, torch.tensor([0.0, -50.0]), 3, 3)
+    >>> bool((c[:, 1] == 0).all()), bool(torch.allclose(c.sum(1), torch.ones(3)))
+    (True, True)
+    """
+    device = generator.device if generator is not None else faces.device
+    n_simplexes, k = faces.shape
+    if n_simplexes > 1:
+        weights = torch.softmax(log_volumes.detach().double(), dim=0).to(device)
+        picked = torch.multinomial(weights, n_samples, replacement=True, generator=generator)
+    else:
+        picked = torch.zeros(n_samples, dtype=torch.long, device=device)
+    t = sample_barycentric(n_samples, k, generator=generator, device=device, dtype=dtype)
+    coords = torch.zeros(n_samples, n_vertices, dtype=dtype, device=device)
+    return coords.scatter_(1, faces.to(device)[picked], t)
 
 
 def hull_basis(vertices: Tensor) -> tuple[Tensor, Tensor]:

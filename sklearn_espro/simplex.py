@@ -10,7 +10,7 @@ one vectorised forward through ``torch.func.vmap`` over
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -18,10 +18,11 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .geometry import log_simplex_volume
+from .geometry import log_simplex_volume, sample_complex_coords
 
 __all__ = [
     "Simplex",
+    "SimplicialComplex",
     "batch_statistics",
     "batched_forward",
     "batchnorm_buffer_names",
@@ -321,3 +322,62 @@ class Simplex:
     def __repr__(self) -> str:
         n_params = sum(v[0].numel() for v in self.vertices.values())
         return f"Simplex(module={type(self.module).__name__}, n_vertices={self.n_vertices}, n_params={n_params})"
+
+
+class SimplicialComplex:
+    """Simplexes of weights that share vertices (Section 3.2 of Benton et al. 2021).
+
+    Parameters
+    ----------
+    points : Simplex
+        Every vertex of the complex, stacked (its ``vertices``), with the architecture
+        and shared buffers; read as a container, not as one simplex.
+    simplexes : sequence of sequence of int
+        The vertex indices of each simplex, all of one length.
+
+    Examples
+    --------
+    >>> import torch
+    >>> points = Simplex(torch.nn.Linear(1, 1, bias=False), {"weight": torch.tensor([[[0.0]], [[2.0]], [[1.0]]])})
+    >>> SimplicialComplex(points, [(0, 2), (1, 2)]).log_volumes().exp()
+    tensor([1., 1.], dtype=torch.float64)
+    """
+
+    def __init__(self, points: Simplex, simplexes: Sequence[Sequence[int]]):
+        self.points = points
+        self.simplexes = [tuple(int(i) for i in s) for s in simplexes]
+
+    @property
+    def n_vertices(self) -> int:
+        return self.points.n_vertices
+
+    @property
+    def simplexes_(self) -> list[Simplex]:
+        """Each simplex as a :class:`Simplex` (what SimplexVolume and ensembles read)."""
+        return [Simplex(self.points.module, {k: v[list(s)] for k, v in self.points.vertices.items()},
+                        self.points.buffers) for s in self.simplexes]
+
+    def log_volumes(self) -> Tensor:
+        """Log-volume of each simplex, shape (n_simplexes,), float64."""
+        flat = self.points.flat_vertices()
+        return torch.stack([log_simplex_volume(flat[list(s)]) for s in self.simplexes])
+
+    def total_volume(self) -> float:
+        """Sum of the simplexes' volumes (may under- or overflow for large networks)."""
+        return float(self.log_volumes().logsumexp(0).exp())
+
+    def sample_coords(self, n_models: int, generator: torch.Generator | None = None) -> Tensor:
+        """Weights over all vertices of ``n_models`` uniform points: (n_models, n_vertices)."""
+        faces = torch.as_tensor(self.simplexes, dtype=torch.long)
+        return sample_complex_coords(faces, self.log_volumes(), n_models, self.n_vertices, generator=generator)
+
+    def forward(self, coords: Tensor, x: Tensor) -> Tensor:
+        """Outputs of the models at ``coords`` (n_models, n_vertices), in evaluation mode."""
+        return self.points.forward(coords, x)
+
+    def to_module(self, coords: Tensor) -> nn.Module:
+        """A plain module with the weights at ``coords`` (n_vertices,)."""
+        return self.points.to_module(coords)
+
+    def __repr__(self) -> str:
+        return f"SimplicialComplex(n_vertices={self.n_vertices}, n_simplexes={len(self.simplexes)})"

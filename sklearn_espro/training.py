@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_barycentric
+from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
 from .simplex import (
     Params,
     Simplex,
@@ -87,9 +87,8 @@ class VertexState:
     frozen: Tensor  # (n_frozen, n_params)
     vertex: nn.Parameter  # (n_params,), the only trainable tensor
     buffers: Params  # shared, read-only
-    origin: Tensor
-    basis: Tensor
-    frozen_log_volume: Tensor
+    faces: Tensor  # (n_simplexes, k) rows of frozen vertices; each joins the new vertex in a simplex
+    hulls: list[tuple[Tensor, Tensor, Tensor]]  # per simplex: hull_basis of its frozen face and its log-volume
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
     volume_reg: float
@@ -97,16 +96,24 @@ class VertexState:
     generator: torch.Generator
 
 
-def sample_params(state: VertexState, n_models: int) -> Params:
-    """Weights of ``n_models`` points drawn uniformly in the simplex being grown.
+def log_volumes(state: VertexState) -> Tensor:
+    """Log-volume of each simplex that the trainable vertex belongs to: (n_simplexes,) float64."""
+    return torch.stack([log_volume_with_vertex(state.vertex, *hull) for hull in state.hulls])
 
-    ``theta = T_frozen @ A_frozen + t_new * a_new``: one matrix product, whose
-    gradient reaches only the new vertex.
+
+def sample_params(state: VertexState, n_models: int) -> Params:
+    """Weights of ``n_models`` points drawn uniformly from the simplexes being grown.
+
+    A simplex is picked with probability proportional to its volume (there is one when
+    a single simplex grows), then a uniform point in it: ``theta = C_frozen @ A_frozen +
+    c_new * a_new``, one matrix product whose gradient reaches only the new vertex.
     """
     n_frozen = state.frozen.shape[0]
-    coords = sample_barycentric(
-        n_models, n_frozen + 1, generator=state.generator, device=state.generator.device
-    ).to(state.frozen.dtype)
+    new = torch.full((len(state.faces), 1), n_frozen, dtype=torch.long)
+    with torch.no_grad():
+        volumes = log_volumes(state) if len(state.faces) > 1 else torch.zeros(1)
+    coords = sample_complex_coords(torch.cat([state.faces, new], 1), volumes, n_models, n_frozen + 1,
+                                   generator=state.generator, dtype=state.frozen.dtype)
     flat = torch.addmm(coords[:, n_frozen:] * state.vertex, coords[:, :n_frozen], state.frozen)
     return unflatten(flat, state.like)
 
@@ -146,13 +153,13 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
 
 
 def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tensor, Tensor]:
-    """Regularised loss of one step and the current log-volume.
+    """Regularised loss of one step and the current log-volume (summed over simplexes).
 
     The data loss is the criterion over all chunks at once: with equal chunks, the
     mean over the H sampled models of each model's mean loss on its chunk.
     """
     data_loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1))
-    log_volume = log_volume_with_vertex(state.vertex, state.origin, state.basis, state.frozen_log_volume)
+    log_volume = log_volumes(state).sum()  # the volume term covers every simplex the vertex is in
     return regularized_loss(data_loss, log_volume, state.volume_reg), log_volume
 
 
@@ -218,10 +225,17 @@ def init_vertex_state(
     criterion: nn.Module,
     generator: torch.Generator,
     init_noise: float = 0.01,
+    faces: Sequence[Sequence[int]] | None = None,
 ) -> VertexState:
-    """Freeze ``simplex`` and start a new vertex at its centroid plus noise, with its optimizer."""
+    """Freeze the vertices of ``simplex`` and start a new vertex at their centroid plus noise.
+
+    ``faces`` lists, for a simplicial complex, the frozen vertices that form a simplex
+    with the new one (one row per simplex, all of one length); by default the new vertex
+    joins all of them in one simplex.
+    """
     frozen = simplex.flat_vertices()
-    origin, basis = hull_basis(frozen)
+    rows = torch.as_tensor(faces if faces is not None else [list(range(len(frozen)))], dtype=torch.long)
+    hulls = [(*hull_basis(frozen[row]), log_simplex_volume(frozen[row])) for row in rows]
     vertex = _initial_vertex(simplex.vertices, init_noise, generator)
     return VertexState(
         module=simplex.module,
@@ -229,9 +243,8 @@ def init_vertex_state(
         frozen=frozen,
         vertex=vertex,
         buffers=simplex.buffers,
-        origin=origin,
-        basis=basis,
-        frozen_log_volume=simplex.log_volume(),
+        faces=rows,
+        hulls=hulls,
         criterion=criterion,
         optimizer=optimizer([vertex], lr=lr, **optimizer_kwargs),
         volume_reg=volume_reg,

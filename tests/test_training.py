@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from sklearn_espro.geometry import hull_basis, sample_barycentric
+from sklearn_espro.geometry import sample_barycentric
 from sklearn_espro.simplex import Simplex
 from sklearn_espro.training import (
     VertexState,
@@ -14,6 +14,7 @@ from sklearn_espro.training import (
     grow_simplex,
     grow_vertex,
     infer,
+    init_vertex_state,
     regularized_loss,
     sample_params,
     scaled_volume_regs,
@@ -42,14 +43,13 @@ def test_regularized_loss_is_mean_loss_minus_lambda_log_volume():
 
 def _state(module, n_chunks):
     simplex = Simplex.from_module(module)
-    origin, basis = hull_basis(simplex.flat_vertices())
-    vertex = nn.Parameter(simplex.flat_vertices()[0] + 0.1)
-    return VertexState(
-        module=module, like=simplex.vertices, frozen=simplex.flat_vertices(), vertex=vertex,
-        buffers=simplex.buffers, origin=origin, basis=basis, frozen_log_volume=simplex.log_volume(),
-        criterion=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD([vertex], lr=0.1), volume_reg=0.0,
-        n_train_samples=n_chunks, generator=torch.Generator().manual_seed(3),
-    ), simplex
+    state = init_vertex_state(
+        simplex, volume_reg=0.0, lr=0.1, n_train_samples=n_chunks, optimizer=torch.optim.SGD, optimizer_kwargs={},
+        criterion=nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(3),
+    )
+    with torch.no_grad():
+        state.vertex.copy_(simplex.flat_vertices()[0] + 0.1)
+    return state, simplex
 
 
 def test_infer_runs_each_chunk_through_its_own_sampled_model():
@@ -57,6 +57,7 @@ def test_infer_runs_each_chunk_through_its_own_sampled_model():
     state, simplex = _state(module, 5)
     x = torch.randn(5, 6, 4)
     y = torch.randint(0, 3, (5, 6))
+    state.generator.manual_seed(3)
     logits = infer(state, x)
     state.generator.manual_seed(3)  # replay the same draws
     params = sample_params(state, 5)
