@@ -296,7 +296,7 @@ def grow_vertex(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1))
     history = []
     index = simplex.n_vertices
-    with batch_statistics(simplex.module):
+    with batch_statistics(simplex.module), torch.enable_grad():  # also when called under no_grad
         for epoch in range(epochs):
             loss, log_volume = run_epoch(state, X, y, batch_size)
             schedule.step()

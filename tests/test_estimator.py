@@ -198,3 +198,10 @@ def test_skorch_callbacks_run_during_mode_training(digits):
     stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)  # stops after 2 epochs
     clf = ESPROClassifier(n_vertices=1, callbacks=[stop], **{**FAST, "max_epochs": 10}).fit(X, y)
     assert {r["epoch"] for r in clf.history_ if r["phase"] == "mode"} == {0, 1}
+
+
+def test_fit_works_inside_torch_no_grad(digits):
+    X, y, _, _ = digits
+    with torch.no_grad():
+        clf = ESPROClassifier(n_vertices=2, **FAST).fit(X, y)
+    assert clf.history_[-1]["phase"] == "vertex" and np.isfinite(clf.log_volumes_).all()
