@@ -9,11 +9,11 @@ sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module),
 (:class:`LossPlane`) and :mod:`~sklearn_espro.metrics`.
 """
 
-from .complexes import connect_modes
+from .complexes import SimplicialComplex, connect_modes
 from .estimator import ESPROClassifier
 from .modules import MLP, ConvNet1d, ConvNet2d
 from .planes import LossPlane
-from .simplex import Simplex, SimplicialComplex
+from .simplex import Simplex
 from .volume import SimplexVolume
 
 __all__ = [

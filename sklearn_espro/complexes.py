@@ -10,13 +10,73 @@ import numpy as np
 import torch
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from torch import nn
+from torch import Tensor, nn
 
 from ._validation import reset_parameters, resolve_device
-from .simplex import Simplex, SimplicialComplex
+from .geometry import log_simplex_volume, sample_complex_coords
+from .simplex import Simplex
 from .training import grow_vertex, scaled_volume_regs
 
-__all__ = ["connect_modes"]
+__all__ = ["SimplicialComplex", "connect_modes"]
+
+
+class SimplicialComplex:
+    """Simplexes of weights that share vertices (Section 3.2 of Benton et al. 2021).
+
+    Parameters
+    ----------
+    points : Simplex
+        Every vertex of the complex, stacked (its ``vertices``), with the architecture
+        and shared buffers; read as a container, not as one simplex.
+    simplexes : sequence of sequence of int
+        The vertex indices of each simplex, all of one length.
+
+    Examples
+    --------
+    >>> import torch
+    >>> points = Simplex(torch.nn.Linear(1, 1, bias=False), {"weight": torch.tensor([[[0.0]], [[2.0]], [[1.0]]])})
+    >>> SimplicialComplex(points, [(0, 2), (1, 2)]).log_volumes().exp()
+    tensor([1., 1.], dtype=torch.float64)
+    """
+
+    def __init__(self, points: Simplex, simplexes: Sequence[Sequence[int]]):
+        self.points = points
+        self.simplexes = [tuple(int(i) for i in s) for s in simplexes]
+
+    @property
+    def n_vertices(self) -> int:
+        return self.points.n_vertices
+
+    @property
+    def simplexes_(self) -> list[Simplex]:
+        """Each simplex as a :class:`Simplex` (what SimplexVolume and ensembles read)."""
+        return [Simplex(self.points.module, {k: v[list(s)] for k, v in self.points.vertices.items()},
+                        self.points.buffers) for s in self.simplexes]
+
+    def log_volumes(self) -> Tensor:
+        """Log-volume of each simplex, shape (n_simplexes,), float64."""
+        flat = self.points.flat_vertices()
+        return torch.stack([log_simplex_volume(flat[list(s)]) for s in self.simplexes])
+
+    def total_volume(self) -> float:
+        """Sum of the simplexes' volumes (may under- or overflow for large networks)."""
+        return float(self.log_volumes().logsumexp(0).exp())
+
+    def sample_coords(self, n_models: int, generator: torch.Generator | None = None) -> Tensor:
+        """Weights over all vertices of ``n_models`` uniform points: (n_models, n_vertices)."""
+        faces = torch.as_tensor(self.simplexes, dtype=torch.long)
+        return sample_complex_coords(faces, self.log_volumes(), n_models, self.n_vertices, generator=generator)
+
+    def forward(self, coords: Tensor, x: Tensor) -> Tensor:
+        """Outputs of the models at ``coords`` (n_models, n_vertices), in evaluation mode."""
+        return self.points.forward(coords, x)
+
+    def to_module(self, coords: Tensor) -> nn.Module:
+        """A plain module with the weights at ``coords`` (n_vertices,)."""
+        return self.points.to_module(coords)
+
+    def __repr__(self) -> str:
+        return f"SimplicialComplex(n_vertices={self.n_vertices}, n_simplexes={len(self.simplexes)})"
 
 
 def connect_modes(

@@ -29,7 +29,7 @@ from ._validation import (
 from .geometry import sample_barycentric
 from .members import fit_simplex
 from .modules import MLP
-from .simplex import batched_forward, batchnorm_buffer_names, expand, recompute_batchnorm
+from .simplex import batchnorm_buffer_names, expand, mean_probabilities, recompute_batchnorm
 from .training import scaled_volume_regs
 
 __all__ = ["ESPROClassifier"]
@@ -360,18 +360,9 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         """
         X = self._validate_X(X)
         device = resolve_device(self.device, fallback=True)
-        X_t = torch.as_tensor(X, device=device)
-        total = torch.zeros(len(X), len(self.classes_), dtype=torch.float64, device=device)
-        for simplex, coords, buffers in zip(self.simplexes_, self.sample_coords_, self.sample_buffers_):
-            simplex = simplex.to(device)
-            module = simplex.module.eval()
-            params = simplex.combine(coords.to(device))
-            buffers = {k: v.to(device) for k, v in buffers.items()}
-            for start in range(0, len(X), self.batch_size):
-                logits = batched_forward(module, params, buffers, X_t[start : start + self.batch_size])
-                total[start : start + self.batch_size] += logits.double().softmax(-1).mean(0)
-        proba = (total / total.sum(1, keepdim=True)).cpu().numpy()
-        return proba
+        proba = mean_probabilities(self.simplexes_, self.sample_coords_, self.sample_buffers_,
+                                   torch.as_tensor(X), self.batch_size, device)
+        return proba.numpy()
 
     def predict(self, X):
         """Class labels of the highest mean probability.

@@ -18,17 +18,17 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .geometry import log_simplex_volume, sample_complex_coords
+from .geometry import log_simplex_volume
 
 __all__ = [
     "Simplex",
-    "SimplicialComplex",
     "batch_statistics",
     "batched_forward",
     "batchnorm_buffer_names",
     "combine",
     "expand",
     "flatten",
+    "mean_probabilities",
     "recompute_batchnorm",
     "unflatten",
 ]
@@ -228,6 +228,42 @@ def recompute_batchnorm(
     return {**work, **{k: totals[k] / max(count, 1) for k in names}}
 
 
+@torch.no_grad()
+def mean_probabilities(
+    simplexes: Sequence[Simplex], coords: Sequence[Tensor], buffers: Sequence[Params], x: Tensor,
+    batch_size: int, device: torch.device | str = "cpu",
+) -> Tensor:
+    """ESPRO's prediction (Eq. 5): the mean softmax of the models at ``coords`` of every simplex.
+
+    ``p(y|x) = (1/J) sum_j (1/M) sum_m softmax(f(x; theta_jm))``; each simplex's models
+    run as one vectorised forward per batch of ``x``, in evaluation mode.
+
+    Parameters
+    ----------
+    simplexes : sequence of J Simplex
+    coords : sequence of J Tensor of shape (M, n_vertices)
+    buffers : sequence of J dict of str to Tensor of shape (M, *shape)
+    x : Tensor of shape (n_samples, ...)
+    batch_size : int
+    device : torch.device or str, default="cpu"
+
+    Returns
+    -------
+    Tensor of shape (n_samples, n_classes), float64, on the CPU
+        Rows sum to one.
+    """
+    x = x.to(device)
+    total = None
+    for simplex, t, b in zip(simplexes, coords, buffers):
+        simplex = simplex.to(device)
+        params = simplex.combine(t.to(device))
+        b = {k: v.to(device) for k, v in b.items()}
+        parts = [batched_forward(simplex.module.eval(), params, b, xb).double().softmax(-1).mean(0)
+                 for xb in x.split(batch_size)]
+        total = torch.cat(parts) if total is None else total + torch.cat(parts)
+    return (total / total.sum(1, keepdim=True)).cpu()
+
+
 class Simplex:
     """A simplex of weights of one architecture.
 
@@ -323,61 +359,3 @@ class Simplex:
         n_params = sum(v[0].numel() for v in self.vertices.values())
         return f"Simplex(module={type(self.module).__name__}, n_vertices={self.n_vertices}, n_params={n_params})"
 
-
-class SimplicialComplex:
-    """Simplexes of weights that share vertices (Section 3.2 of Benton et al. 2021).
-
-    Parameters
-    ----------
-    points : Simplex
-        Every vertex of the complex, stacked (its ``vertices``), with the architecture
-        and shared buffers; read as a container, not as one simplex.
-    simplexes : sequence of sequence of int
-        The vertex indices of each simplex, all of one length.
-
-    Examples
-    --------
-    >>> import torch
-    >>> points = Simplex(torch.nn.Linear(1, 1, bias=False), {"weight": torch.tensor([[[0.0]], [[2.0]], [[1.0]]])})
-    >>> SimplicialComplex(points, [(0, 2), (1, 2)]).log_volumes().exp()
-    tensor([1., 1.], dtype=torch.float64)
-    """
-
-    def __init__(self, points: Simplex, simplexes: Sequence[Sequence[int]]):
-        self.points = points
-        self.simplexes = [tuple(int(i) for i in s) for s in simplexes]
-
-    @property
-    def n_vertices(self) -> int:
-        return self.points.n_vertices
-
-    @property
-    def simplexes_(self) -> list[Simplex]:
-        """Each simplex as a :class:`Simplex` (what SimplexVolume and ensembles read)."""
-        return [Simplex(self.points.module, {k: v[list(s)] for k, v in self.points.vertices.items()},
-                        self.points.buffers) for s in self.simplexes]
-
-    def log_volumes(self) -> Tensor:
-        """Log-volume of each simplex, shape (n_simplexes,), float64."""
-        flat = self.points.flat_vertices()
-        return torch.stack([log_simplex_volume(flat[list(s)]) for s in self.simplexes])
-
-    def total_volume(self) -> float:
-        """Sum of the simplexes' volumes (may under- or overflow for large networks)."""
-        return float(self.log_volumes().logsumexp(0).exp())
-
-    def sample_coords(self, n_models: int, generator: torch.Generator | None = None) -> Tensor:
-        """Weights over all vertices of ``n_models`` uniform points: (n_models, n_vertices)."""
-        faces = torch.as_tensor(self.simplexes, dtype=torch.long)
-        return sample_complex_coords(faces, self.log_volumes(), n_models, self.n_vertices, generator=generator)
-
-    def forward(self, coords: Tensor, x: Tensor) -> Tensor:
-        """Outputs of the models at ``coords`` (n_models, n_vertices), in evaluation mode."""
-        return self.points.forward(coords, x)
-
-    def to_module(self, coords: Tensor) -> nn.Module:
-        """A plain module with the weights at ``coords`` (n_vertices,)."""
-        return self.points.to_module(coords)
-
-    def __repr__(self) -> str:
-        return f"SimplicialComplex(n_vertices={self.n_vertices}, n_simplexes={len(self.simplexes)})"
