@@ -128,6 +128,7 @@ def train_mode(
         net.fit(X, y)
     except _Interrupted:
         raise KeyboardInterrupt(f"training of {phase} was interrupted") from None
+    net.module_.zero_grad(set_to_none=True)  # the last step's gradients are no part of the mode
     return net.module_.cpu(), history
 
 

@@ -349,7 +349,11 @@ class Simplex:
         return module
 
     def to(self, device: torch.device | str) -> Simplex:
-        """A copy of the simplex on ``device``."""
+        """The simplex on ``device``: itself if it is there already, else a copy."""
+        device = torch.device(device)
+        tensors = [*self.vertices.values(), *self.buffers.values(), *self.module.parameters()]
+        if all(t.device == device or (device.index is None and t.device.type == device.type) for t in tensors):
+            return self
         module = copy.deepcopy(self.module).to(device)
         vertices = {k: v.to(device) for k, v in self.vertices.items()}
         buffers = {k: v.to(device) for k, v in self.buffers.items()}
