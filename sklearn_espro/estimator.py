@@ -23,18 +23,16 @@ from ._validation import (
     check_module_output,
     RoutedParamsMixin,
     check_X_y,
-    mode_state_dict,
     resolve_device,
 )
+from ._starts import MAX_SEED, initial_modules, volume_regs
 from .geometry import sample_barycentric
 from .members import fit_simplex
 from .modules import MLP
 from .simplex import batchnorm_buffer_names, expand, mean_probabilities, recompute_batchnorm
-from .training import scaled_volume_regs
 
 __all__ = ["ESPROClassifier"]
 
-_MAX_SEED = np.iinfo(np.int32).max
 
 
 class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
@@ -251,15 +249,16 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         device = resolve_device(self.device)
         n_classes = len(encoder.classes_)
         rng = check_random_state(self.random_state)
-        modules, pretrained = self._initial_modules(X, n_classes, rng)
+        build = partial(self._build, X.shape[1], n_classes)
+        modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
         check_module_output(modules[0], X, n_classes)
-        seeds = rng.randint(_MAX_SEED, size=len(modules))
+        seeds = rng.randint(MAX_SEED, size=len(modules))
         # drawn last, so that the modes do not depend on n_vertices
-        volume_regs = self._volume_regs(X, n_classes, rng)
+        regs = volume_regs(build, self.volume_reg, self.n_vertices, rng)
         shared = {
             "n_vertices": self.n_vertices, "n_samples": self.n_samples, "pretrained": pretrained,
             "mode_kwargs": self._mode_kwargs(n_classes), "vertex_kwargs": self._vertex_kwargs(),
-            "volume_regs": volume_regs, "device": device, "verbose": self.verbose,
+            "volume_regs": regs, "device": device, "verbose": self.verbose,
         }
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(fit_simplex)(module, X, y_idx, seed=int(seed), name=f"simplex {j}", **shared)
@@ -279,29 +278,6 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
         )
 
-    def _seeded_build(self, n_features_in: int, n_classes: int, seed: int) -> nn.Module:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return self._build(n_features_in, n_classes)
-
-    def _initial_modules(self, X: np.ndarray, n_classes: int, rng) -> tuple[list[nn.Module], bool]:
-        """Freshly initialised networks, or the pretrained ``modes`` loaded into them."""
-        n_features = X.shape[1]
-        if self.modes is None:
-            seeds = rng.randint(_MAX_SEED, size=self.n_modes)
-            return [self._seeded_build(n_features, n_classes, int(s)) for s in seeds], False
-        if len(self.modes) == 0:
-            raise ValueError("modes is empty; pass at least one pretrained network, or modes=None.")
-        modules = []
-        for i, mode in enumerate(self.modes):
-            module = self._build(n_features, n_classes)
-            try:
-                module.load_state_dict(mode_state_dict(mode, i))
-            except RuntimeError as exc:
-                raise ValueError(f"modes[{i}] does not fit the module {type(module).__name__}: {exc}") from exc
-            modules.append(module)
-        return modules, True
-
     def _mode_kwargs(self, n_classes: int) -> dict[str, Any]:
         return {
             "n_classes": n_classes, "max_epochs": self.max_epochs, "lr": self.lr,
@@ -317,14 +293,6 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             "optimizer_kwargs": self._optimizer_kwargs(),
             "criterion": self.criterion(**self._routed("criterion__")),
         }
-
-    def _volume_regs(self, X: np.ndarray, n_classes: int, rng) -> list[float]:
-        """Scaled ``lambda`` for each vertex index, from freshly initialised networks."""
-        if self.volume_reg == 0 or self.n_vertices < 2:
-            return [0.0] * self.n_vertices
-        seeds = rng.randint(_MAX_SEED, size=self.n_vertices)
-        fresh = [self._seeded_build(X.shape[1], n_classes, int(s)) for s in seeds]
-        return scaled_volume_regs(self.volume_reg, fresh)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "simplexes_")
@@ -396,17 +364,18 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         rng = check_random_state(random_state)
-        generator = torch.Generator().manual_seed(int(rng.randint(_MAX_SEED)))
+        generator = torch.Generator().manual_seed(int(rng.randint(MAX_SEED)))
         X_t = None if X is None else torch.as_tensor(self._validate_X(X))
-        models = []
-        for i in range(n_models):
-            simplex = self.simplexes_[i % len(self.simplexes_)]
-            coords = sample_barycentric(1, simplex.n_vertices, generator=generator)
-            buffers = expand(simplex.buffers, 1)
-            stale = simplex.n_vertices > 1 and bool(batchnorm_buffer_names(simplex.module))
-            if stale and X_t is None:
-                raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
-            if stale:
+        counts = np.bincount(np.arange(n_models) % len(self.simplexes_), minlength=len(self.simplexes_))
+        per_simplex = []
+        for simplex, count in zip(self.simplexes_, counts):
+            coords = sample_barycentric(int(count), simplex.n_vertices, generator=generator)
+            buffers = expand(simplex.buffers, int(count))
+            if simplex.n_vertices > 1 and batchnorm_buffer_names(simplex.module) and count:
+                if X_t is None:
+                    raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
                 buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, X_t.split(self.batch_size))
-            models.append(simplex.to_module(coords[0], {k: v[0] for k, v in buffers.items()}).eval())
-        return models
+            per_simplex.append([simplex.to_module(t, {k: v[i] for k, v in buffers.items()}).eval()
+                                for i, t in enumerate(coords)])
+        # round-robin order: model i comes from simplex i % n_simplexes
+        return [per_simplex[i % len(per_simplex)][i // len(per_simplex)] for i in range(n_models)]

@@ -1,0 +1,57 @@
+"""What ``ESPROClassifier.fit`` prepares before its jobs: starting networks and volume weights.
+
+Plain functions over a ``build`` callable (``build() -> nn.Module``, freshly
+initialised from the global torch RNG), so the estimator keeps only the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validation import mode_state_dict
+from .training import scaled_volume_regs
+
+__all__ = ["MAX_SEED", "initial_modules", "seeded", "volume_regs"]
+
+MAX_SEED = np.iinfo(np.int32).max
+Build = Callable[[], nn.Module]
+
+
+def seeded(build: Build, seed: int) -> nn.Module:
+    """``build()`` under ``torch.manual_seed(seed)``, leaving the global RNG as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build()
+
+
+def initial_modules(build: Build, n_modes: int, modes: Sequence[Any] | None, rng) -> tuple[list[nn.Module], bool]:
+    """``n_modes`` freshly initialised networks, or the pretrained ``modes`` loaded into new ones.
+
+    Returns the networks and whether they are pretrained.
+    """
+    if modes is None:
+        return [seeded(build, int(s)) for s in rng.randint(MAX_SEED, size=n_modes)], False
+    if len(modes) == 0:
+        raise ValueError("modes is empty; pass at least one pretrained network, or modes=None.")
+    modules = []
+    for i, mode in enumerate(modes):
+        module = build()
+        try:
+            module.load_state_dict(mode_state_dict(mode, i))
+        except RuntimeError as exc:
+            raise ValueError(f"modes[{i}] does not fit the module {type(module).__name__}: {exc}") from exc
+        modules.append(module)
+    return modules, True
+
+
+def volume_regs(build: Build, volume_reg: float, n_vertices: int, rng) -> list[float]:
+    """Scaled ``lambda`` for each vertex index, normalised by simplexes of fresh networks."""
+    if volume_reg == 0 or n_vertices < 2:
+        return [0.0] * n_vertices
+    fresh = [seeded(build, int(s)) for s in rng.randint(MAX_SEED, size=n_vertices)]
+    return scaled_volume_regs(volume_reg, fresh)
