@@ -4,12 +4,14 @@ Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (vol
 sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module),
 :mod:`~sklearn_espro.training` and :mod:`~sklearn_espro.members` (growing simplexes),
 :mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), and the tools
-:func:`connect_modes` (mode-connecting complexes),
+:func:`connect_modes` (mode-connecting complexes), :func:`fit_curve_swag`
+(SWAG over a connecting curve),
 :mod:`~sklearn_espro.volume` (:class:`SimplexVolume`), :mod:`~sklearn_espro.planes`
 (:class:`LossPlane`) and :mod:`~sklearn_espro.metrics`.
 """
 
 from .complexes import SimplicialComplex, connect_modes
+from .curves import CurveSWAG, fit_curve_swag
 from .estimator import ESPROClassifier
 from .modules import MLP, ConvNet1d, ConvNet2d
 from .planes import LossPlane
@@ -22,9 +24,11 @@ __all__ = [
     "MLP",
     "ConvNet1d",
     "ConvNet2d",
+    "CurveSWAG",
     "Simplex",
     "SimplexVolume",
     "SimplicialComplex",
     "connect_modes",
+    "fit_curve_swag",
 ]
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ._validation import reset_parameters, resolve_device
 from .geometry import log_simplex_volume, sample_complex_coords
-from .simplex import Simplex
+from .simplex import Simplex, expand, mean_probabilities
 from .training import grow_vertex, scaled_volume_regs
 
 __all__ = ["SimplicialComplex", "connect_modes"]
@@ -30,6 +30,8 @@ class SimplicialComplex:
         and shared buffers; read as a container, not as one simplex.
     simplexes : sequence of sequence of int
         The vertex indices of each simplex, all of one length.
+    classes : array-like of shape (n_classes,), default=None
+        The labels of the outputs, for :meth:`predict`; :func:`connect_modes` sets them.
 
     Examples
     --------
@@ -39,9 +41,10 @@ class SimplicialComplex:
     tensor([1., 1.], dtype=torch.float64)
     """
 
-    def __init__(self, points: Simplex, simplexes: Sequence[Sequence[int]]):
+    def __init__(self, points: Simplex, simplexes: Sequence[Sequence[int]], classes=None):
         self.points = points
         self.simplexes = [tuple(int(i) for i in s) for s in simplexes]
+        self.classes = None if classes is None else np.asarray(classes)
 
     @property
     def n_vertices(self) -> int:
@@ -66,6 +69,46 @@ class SimplicialComplex:
         """Weights over all vertices of ``n_models`` uniform points: (n_models, n_vertices)."""
         faces = torch.as_tensor(self.simplexes, dtype=torch.long)
         return sample_complex_coords(faces, self.log_volumes(), n_models, self.n_vertices, generator=generator)
+
+    def first(self, n_vertices: int) -> SimplicialComplex:
+        """The complex of the first ``n_vertices`` vertices: each simplex keeps those it has.
+
+        For a complex from :func:`connect_modes`, ``first(n_modes + k)`` is the complex as
+        it was after its first ``k`` connecting points (later points never move earlier ones).
+        """
+        if not 1 <= n_vertices <= self.n_vertices:
+            raise ValueError(f"n_vertices must be in [1, {self.n_vertices}], got {n_vertices}.")
+        vertices = {k: v[:n_vertices] for k, v in self.points.vertices.items()}
+        simplexes = [tuple(i for i in s if i < n_vertices) for s in self.simplexes]
+        if len({len(s) for s in simplexes}) != 1:
+            raise ValueError(f"The first {n_vertices} vertices leave simplexes of different sizes.")
+        return SimplicialComplex(Simplex(self.points.module, vertices, self.points.buffers), simplexes, self.classes)
+
+    def predict_proba(self, X, n_samples: int = 20, random_state=None, batch_size: int = 512) -> np.ndarray:
+        """Mean softmax of ``n_samples`` models drawn from the complex (Eq. 5 over the complex).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, ...)
+        n_samples : int, default=20
+        random_state : int, RandomState instance or None, default=None
+        batch_size : int, default=512
+
+        Returns
+        -------
+        ndarray of shape (n_samples_X, n_classes)
+            Columns in the order of ``classes`` (sorted labels).
+        """
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        coords = self.sample_coords(n_samples, torch.Generator().manual_seed(seed))
+        buffers = expand(self.points.buffers, n_samples)
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        return mean_probabilities([self.points], [coords], [buffers], x, batch_size).numpy()
+
+    def predict(self, X, n_samples: int = 20, random_state=None) -> np.ndarray:
+        """The class of highest mean probability: a label of ``classes`` (or its index if None)."""
+        index = self.predict_proba(X, n_samples, random_state).argmax(1)
+        return index if self.classes is None else self.classes[index]
 
     def forward(self, coords: Tensor, x: Tensor) -> Tensor:
         """Outputs of the models at ``coords`` (n_models, n_vertices), in evaluation mode."""
@@ -140,7 +183,8 @@ def connect_modes(
         raise ValueError(f"n_connectors must be at least 1, got {n_connectors}.")
     device = resolve_device(device)
     X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-    y_t = torch.as_tensor(LabelEncoder().fit_transform(np.asarray(y)), device=device)
+    encoder = LabelEncoder().fit(np.asarray(y))
+    y_t, classes = torch.as_tensor(encoder.transform(np.asarray(y)), device=device), encoder.classes_
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     generator = torch.Generator(device=device).manual_seed(seed)
     template = copy.deepcopy(modes[0]).to(device)
@@ -160,4 +204,4 @@ def connect_modes(
             optimizer_kwargs=kwargs, criterion=nn.CrossEntropyLoss(), generator=generator,
         )
         simplexes = [s + (points.n_vertices - 1,) for s in simplexes]
-    return SimplicialComplex(points.to("cpu"), simplexes)
+    return SimplicialComplex(points.to("cpu"), simplexes, classes)

@@ -14,7 +14,7 @@ from ._validation import Interval, resolve_device
 from .geometry import plane_basis
 from .simplex import batched_forward, batchnorm_buffer_names, expand, flatten, recompute_batchnorm, unflatten
 
-__all__ = ["LossPlane", "flat_parameters"]
+__all__ = ["LossPlane", "flat_parameters", "weights_loss"]
 
 
 class LossPlane(TransformerMixin, BaseEstimator):
@@ -152,38 +152,13 @@ class LossPlane(TransformerMixin, BaseEstimator):
         uu, vv = np.meshgrid(self.grid_u_, self.grid_v_)
         points = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1))
         weights = (center + points @ basis).float()
-        loss, accuracy = self._evaluate(module, like, buffers, weights, X, y.astype(np.int64))
+        loss, accuracy = weights_loss(module, weights, X, y.astype(np.int64), like=like, buffers=buffers,
+                                      batch_size=self.batch_size, grid_batch=self.grid_batch, device=self.device)
         self.loss_ = loss.reshape(self.resolution, self.resolution)
         self.accuracy_ = accuracy.reshape(self.resolution, self.resolution)
         self.center_, self.basis_ = center.numpy(), basis.numpy()
         self.anchors_, self.anchor_coords_ = anchors.numpy(), coords
         return self
-
-    @torch.no_grad()
-    def _evaluate(self, module, like, buffers, weights, X, y):
-        """Mean loss and accuracy of each weight vector (rows of ``weights``) on (X, y)."""
-        device = resolve_device(self.device)
-        module = module.to(device)
-        X_t, y_t = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
-        batches = X_t.split(self.batch_size)
-        has_bn = bool(batchnorm_buffer_names(module))
-        losses, hits = [], []
-        for chunk in weights.split(self.grid_batch):
-            params = unflatten(chunk.to(device), like)
-            bufs = expand({k: v.to(device) for k, v in buffers.items()}, len(chunk))
-            if has_bn:
-                bufs = recompute_batchnorm(module, params, bufs, batches)
-            loss = torch.zeros(len(chunk), dtype=torch.float64, device=device)
-            correct = torch.zeros(len(chunk), dtype=torch.float64, device=device)
-            for xb, yb in zip(batches, y_t.split(self.batch_size)):
-                logits = batched_forward(module.eval(), params, bufs, xb)
-                loss += nn.functional.cross_entropy(
-                    logits.flatten(0, 1), yb.repeat(len(chunk)), reduction="none"
-                ).view(len(chunk), -1).double().sum(1)
-                correct += (logits.argmax(-1) == yb).double().sum(1)
-            losses.append(loss / len(X))
-            hits.append(correct / len(X))
-        return torch.cat(losses).cpu().numpy(), torch.cat(hits).cpu().numpy()
 
     def transform(self, W):
         """Plane coordinates ``basis @ (w - c)`` of weight vectors.
@@ -231,3 +206,66 @@ class LossPlane(TransformerMixin, BaseEstimator):
 def flat_parameters(module: nn.Module) -> np.ndarray:
     """A module's parameters as one vector, in the order LossPlane's anchors use."""
     return flatten(dict(module.named_parameters()), 0).detach().cpu().numpy()
+
+
+@torch.no_grad()
+def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, batch_size: int = 512,
+                 grid_batch: int = 32, device: str | torch.device = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Mean cross-entropy and accuracy of ``module`` with each row of ``weights`` as its parameters.
+
+    Rows run ``grid_batch`` at a time as one vectorised batch of models. A module with
+    BatchNorm gets statistics of its own for every row, recomputed on ``X``.
+
+    Parameters
+    ----------
+    module : nn.Module
+    weights : Tensor or array-like of shape (n_vectors, n_params)
+        Flat parameter vectors in ``named_parameters`` order (see :func:`flat_parameters`).
+    X : array-like of shape (n_samples, ...)
+    y : array-like of shape (n_samples,)
+        Class indices.
+    like, buffers : dict of str to Tensor, default=None
+        Parameter layout (tensors of shape (1, *shape)) and buffers; by default the module's own.
+    batch_size, grid_batch : int, default=512, 32
+    device : str or torch.device, default="auto"
+
+    Returns
+    -------
+    loss, accuracy : ndarray of shape (n_vectors,)
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> net = torch.nn.Linear(3, 2)
+    >>> w = np.stack([flat_parameters(net), np.zeros(8, dtype=np.float32)])
+    >>> X, y = np.ones((4, 3), dtype=np.float32), np.array([0, 1, 0, 1])
+    >>> loss, accuracy = weights_loss(net, w, X, y)
+    >>> round(float(loss[1]), 4)  # zero weights: uniform probabilities, loss log 2
+    0.6931
+    """
+    device = resolve_device(device)
+    like = like if like is not None else {k: v.detach().unsqueeze(0) for k, v in module.named_parameters()}
+    buffers = buffers if buffers is not None else {k: v.detach() for k, v in module.named_buffers()}
+    module = module.to(device)
+    weights = torch.as_tensor(np.asarray(weights, dtype=np.float32) if not torch.is_tensor(weights) else weights)
+    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+    y_t = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
+    batches = X_t.split(batch_size)
+    has_bn = bool(batchnorm_buffer_names(module))
+    losses, hits = [], []
+    for chunk in weights.float().split(grid_batch):
+        params = unflatten(chunk.to(device), like)
+        bufs = expand({k: v.to(device) for k, v in buffers.items()}, len(chunk))
+        if has_bn:
+            bufs = recompute_batchnorm(module, params, bufs, batches)
+        loss = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+        correct = torch.zeros(len(chunk), dtype=torch.float64, device=device)
+        for xb, yb in zip(batches, y_t.split(batch_size)):
+            logits = batched_forward(module.eval(), params, bufs, xb)
+            loss += nn.functional.cross_entropy(
+                logits.flatten(0, 1), yb.repeat(len(chunk)), reduction="none"
+            ).view(len(chunk), -1).double().sum(1)
+            correct += (logits.argmax(-1) == yb).double().sum(1)
+        losses.append(loss / len(X_t))
+        hits.append(correct / len(X_t))
+    return torch.cat(losses).cpu().numpy(), torch.cat(hits).cpu().numpy()

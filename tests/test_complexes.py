@@ -51,3 +51,21 @@ def test_connect_modes_rejects_bad_arguments(three_modes, digits):
         connect_modes([], X, y)
     with pytest.raises(ValueError, match="n_connectors must be at least 1"):
         connect_modes(three_modes, X, y, n_connectors=0)
+
+
+def test_first_vertices_give_the_earlier_complex_and_it_ensembles(three_modes, digits):
+    X, y, X_test, y_test = digits
+    cx = connect_modes(three_modes, X, y, n_connectors=2, batch_size=50, random_state=0)
+    one = cx.first(4)
+    assert one.simplexes == [(0, 3), (1, 3), (2, 3)] and one.n_vertices == 4
+    assert torch.equal(one.points.flat_vertices(), cx.points.flat_vertices()[:4])
+    np.testing.assert_array_equal(cx.first(5).log_volumes().numpy(), cx.log_volumes().numpy())
+    with pytest.raises(ValueError, match="n_vertices must be in"):
+        cx.first(6)
+    proba = cx.predict_proba(X_test, n_samples=10, random_state=0)
+    assert proba.shape == (len(X_test), 10)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(proba, cx.predict_proba(X_test, n_samples=10, random_state=0))
+    labels = cx.predict(X_test, n_samples=10, random_state=0)
+    np.testing.assert_array_equal(cx.classes, np.arange(10))
+    assert (labels == y_test).mean() > 0.8

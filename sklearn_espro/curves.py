@@ -1,0 +1,221 @@
+"""SWAG over a mode-connecting curve (Section 4.1 and Fig. 2 of Benton et al. 2021).
+
+A curve ``w0 -> theta -> w1`` (a polygonal chain, Garipov et al. 2018) is trained on the
+expected loss of points drawn along it; its bend ``theta`` then keeps training at a
+constant rate while SWAG (Maddox et al. 2019) collects the first two moments and the
+last deviations of ``theta``. Curves drawn from that Gaussian show how wide the set of
+low-loss connecting paths is.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from torch import Tensor, nn
+
+from ._validation import resolve_device
+from .planes import weights_loss
+from .simplex import Simplex, batch_statistics, unflatten
+from .training import check_finite, init_vertex_state, run_epoch
+
+__all__ = ["CurveSWAG", "chain_weights", "fit_curve_swag"]
+
+
+def chain_weights(w0: Tensor, theta: Tensor, w1: Tensor, n_points: int) -> Tensor:
+    """Points at ``t = 0, ..., 1`` on the polygonal chains ``w0 -> theta -> w1``.
+
+    ``phi(t) = (1 - 2t) w0 + 2t theta`` for ``t <= 1/2`` and ``(2 - 2t) theta + (2t - 1) w1``
+    after (Garipov et al. 2018).
+
+    Parameters
+    ----------
+    w0, w1 : Tensor of shape (n_params,)
+    theta : Tensor of shape (n_curves, n_params)
+    n_points : int
+
+    Returns
+    -------
+    Tensor of shape (n_curves, n_points, n_params)
+
+    Examples
+    --------
+    >>> import torch
+    >>> chain_weights(torch.zeros(1), torch.ones(1, 1), torch.zeros(1), 5).flatten().tolist()
+    [0.0, 0.5, 1.0, 0.5, 0.0]
+    """
+    t = torch.linspace(0, 1, n_points, dtype=theta.dtype, device=theta.device)
+    first, second = (1 - 2 * t).clamp(min=0), (2 * t - 1).clamp(min=0)
+    middle = 1 - first - second
+    return (first[:, None] * w0 + second[:, None] * w1).unsqueeze(0) + middle[None, :, None] * theta[:, None, :]
+
+
+class CurveSWAG:
+    """A trained curve ``w0 -> theta -> w1`` and the SWAG Gaussian over its bend ``theta``.
+
+    Parameters
+    ----------
+    points : Simplex
+        Vertices ``w0``, ``w1`` and the SWA bend (the mean of the collected ``theta``),
+        with the architecture and its buffers.
+    mean, sq_mean : Tensor of shape (n_params,)
+        Running means of ``theta`` and ``theta ** 2`` (float64).
+    deviations : Tensor of shape (rank, n_params)
+        The last ``theta_i - mean_i`` (the low-rank part of SWAG).
+    classes : array-like of shape (n_classes,), default=None
+        The labels of the outputs; None: ``y`` holds class indices.
+
+    Notes
+    -----
+    A draw is ``theta = mean + sqrt(diag) z1 / sqrt(2) + D^T z2 / sqrt(2 (K - 1))`` with
+    ``diag = sq_mean - mean^2`` and ``z1, z2`` standard normal (Maddox et al. 2019, Eq. 1);
+    ``scale`` multiplies both noise terms.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(1, 1, bias=False)
+    >>> points = Simplex(net, {"weight": torch.tensor([[[0.0]], [[2.0]], [[1.0]]])})
+    >>> swag = CurveSWAG(points, torch.ones(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64),
+    ...                  torch.zeros(2, 1, dtype=torch.float64))
+    >>> swag.sample(3).flatten().tolist()  # no spread collected: every draw is the mean
+    [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, points: Simplex, mean: Tensor, sq_mean: Tensor, deviations: Tensor, classes=None):
+        self.points = points
+        self.mean = mean
+        self.sq_mean = sq_mean
+        self.deviations = deviations
+        self.classes = None if classes is None else np.asarray(classes)
+
+    @property
+    def ends(self) -> tuple[Tensor, Tensor]:
+        """The two modes ``w0, w1`` as flat float32 vectors."""
+        flat = self.points.flat_vertices()
+        return flat[0], flat[1]
+
+    def variance(self) -> Tensor:
+        """SWAG's diagonal variance, clamped at zero: (n_params,) float64."""
+        return (self.sq_mean - self.mean.square()).clamp(min=0)
+
+    def sample(self, n_curves: int, generator: torch.Generator | None = None, scale: float = 1.0) -> Tensor:
+        """Bends ``theta`` drawn from the SWAG Gaussian: (n_curves, n_params) float32."""
+        z1 = torch.randn(n_curves, self.mean.numel(), generator=generator, dtype=torch.float64)
+        theta = self.mean + scale * self.variance().sqrt() * z1 / math.sqrt(2)
+        rank = self.deviations.shape[0]
+        if rank > 1:
+            z2 = torch.randn(n_curves, rank, generator=generator, dtype=torch.float64)
+            theta = theta + scale * z2 @ self.deviations / math.sqrt(2 * (rank - 1))
+        return theta.float()
+
+    def path_loss(self, X, y, theta: Tensor | None = None, n_points: int = 21,
+                  device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """Training loss and accuracy along curves: arrays of shape (n_curves, n_points).
+
+        ``theta`` (n_curves, n_params) defaults to the SWA bend; ``y`` holds labels of
+        ``classes`` (class indices when it is None). BatchNorm statistics are recomputed
+        on ``X`` at every point.
+        """
+        y = np.asarray(y)
+        if self.classes is not None:
+            if not np.isin(y, self.classes).all():
+                raise ValueError("y holds labels the curve was not trained on.")
+            y = np.searchsorted(self.classes, y)
+        theta = self.mean[None].float() if theta is None else torch.as_tensor(theta, dtype=torch.float32)
+        w = chain_weights(*(v.float() for v in (self.ends[0], theta, self.ends[1])), n_points)
+        loss, accuracy = weights_loss(self.points.module, w.flatten(0, 1), X, y, like=self.points.vertices,
+                                      buffers=self.points.buffers, device=device)
+        return loss.reshape(len(theta), n_points), accuracy.reshape(len(theta), n_points)
+
+
+def _collect(moments: dict[str, Any], theta: Tensor, max_rank: int) -> None:
+    """Fold one snapshot of ``theta`` into the running SWAG moments."""
+    n = moments["n"]
+    theta = theta.detach().double().cpu()
+    moments["mean"] = (n * moments["mean"] + theta) / (n + 1)
+    moments["sq_mean"] = (n * moments["sq_mean"] + theta.square()) / (n + 1)
+    moments["deviations"] = (moments["deviations"] + [theta - moments["mean"]])[-max_rank:]
+    moments["n"] = n + 1
+
+
+def fit_curve_swag(
+    modes: Sequence[nn.Module],
+    X,
+    y,
+    *,
+    epochs: int = 20,
+    lr: float = 0.1,
+    swag_epochs: int = 10,
+    swag_lr: float = 0.02,
+    max_rank: int = 10,
+    batch_size: int = 128,
+    n_train_samples: int = 5,
+    device: str = "auto",
+    random_state=None,
+) -> CurveSWAG:
+    """Train a curve between two modes, then collect SWAG moments of its bend.
+
+    The bend starts at the modes' midpoint plus noise. Each step draws points along the
+    chain (a segment picked with probability proportional to its length, then a uniform
+    point on it: the complex sampling of :func:`~sklearn_espro.connect_modes` with
+    ``volume_reg=0``) and lowers their mean loss. The rate follows a cosine from ``lr``
+    to ``swag_lr`` over ``epochs``, then stays at ``swag_lr`` for ``swag_epochs`` while
+    ``theta`` is collected after each epoch.
+
+    Parameters
+    ----------
+    modes : sequence of two nn.Module
+        Trained networks of one architecture, mapping float32 batches of ``X`` to logits.
+    X : array-like of shape (n_samples, ...)
+    y : array-like of shape (n_samples,)
+    epochs, lr : int, float, default=20, 0.1
+    swag_epochs, swag_lr : int, float, default=10, 0.02
+    max_rank : int, default=10
+        Deviations kept for the low-rank part.
+    batch_size, n_train_samples : int, default=128, 5
+    device : str, default="auto"
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    CurveSWAG
+        On the CPU.
+    """
+    if len(modes) != 2 or not all(isinstance(m, nn.Module) for m in modes):
+        raise TypeError("modes must be two nn.Module (the ends of the curve).")
+    if swag_epochs < 2:
+        raise ValueError(f"swag_epochs must be at least 2 to estimate a spread, got {swag_epochs}.")
+    device = resolve_device(device)
+    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+    encoder = LabelEncoder().fit(np.asarray(y))
+    y_t = torch.as_tensor(encoder.transform(np.asarray(y)), device=device)
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    template = copy.deepcopy(modes[0]).to(device)
+    ends = Simplex(template, {k: torch.stack([dict(m.named_parameters())[k].detach().to(device) for m in modes])
+                              for k, _ in template.named_parameters()})
+    state = init_vertex_state(
+        ends, volume_reg=0.0, lr=lr, n_train_samples=n_train_samples, optimizer=torch.optim.SGD,
+        optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(),
+        generator=torch.Generator(device=device).manual_seed(seed), faces=[(0,), (1,)],
+    )
+    moments: dict[str, Any] = {"n": 0, "mean": 0.0, "sq_mean": 0.0, "deviations": []}
+    with batch_statistics(template), torch.enable_grad():
+        for epoch in range(epochs + swag_epochs):
+            progress = min(epoch / max(epochs, 1), 1.0)
+            for group in state.optimizer.param_groups:
+                group["lr"] = swag_lr + (lr - swag_lr) * (1 + math.cos(math.pi * progress)) / 2
+            loss, _ = run_epoch(state, X_t, y_t, batch_size)
+            check_finite(loss, epoch, "the curve", group["lr"])
+            if epoch >= epochs:
+                _collect(moments, state.vertex, max_rank)
+    mean = moments["mean"]
+    points = ends.add_vertex(unflatten(mean.float().to(device), ends.vertices))
+    return CurveSWAG(points.to("cpu"), mean, moments["sq_mean"], torch.stack(moments["deviations"]),
+                     encoder.classes_)
