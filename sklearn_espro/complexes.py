@@ -176,6 +176,15 @@ def connect_modes(
         :class:`~sklearn_espro.SimplexVolume`, its ``sample_coords`` and ``forward``
         draw and run models from it. Vertices are on the CPU. Modules with BatchNorm
         share the first mode's statistics: recompute them before trusting predictions.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> X, y = np.random.RandomState(0).randn(60, 4).astype(np.float32), np.arange(60) % 2
+    >>> modes = [torch.nn.Linear(4, 2) for _ in range(2)]
+    >>> cx = connect_modes(modes, X, y, n_connectors=2, epochs=2, random_state=0)
+    >>> cx.simplexes, cx.predict_proba(X[:3], n_samples=4).shape
+    ([(0, 2, 3), (1, 2, 3)], (3, 2))
     """
     if len(modes) < 1 or not all(isinstance(m, nn.Module) for m in modes):
         raise TypeError("modes must be a non-empty sequence of nn.Module.")

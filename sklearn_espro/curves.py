@@ -187,6 +187,15 @@ def fit_curve_swag(
     -------
     CurveSWAG
         On the CPU.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> X, y = np.random.RandomState(0).randn(60, 4).astype(np.float32), np.arange(60) % 2
+    >>> swag = fit_curve_swag([torch.nn.Linear(4, 2), torch.nn.Linear(4, 2)], X, y, epochs=2, swag_epochs=3,
+    ...                       random_state=0)
+    >>> swag.deviations.shape, swag.path_loss(X, y, swag.sample(5), n_points=7)[0].shape
+    (torch.Size([3, 10]), (5, 7))
     """
     if len(modes) != 2 or not all(isinstance(m, nn.Module) for m in modes):
         raise TypeError("modes must be two nn.Module (the ends of the curve).")

@@ -76,6 +76,14 @@ def train_mode(
         Initialised network mapping a float32 batch of ``X`` to logits; trained in place.
     X : ndarray of shape (n_samples, ...), float32
     y : ndarray of shape (n_samples,), int64 class indices
+    n_classes : int
+    max_epochs, lr, batch_size : int, float, int
+        Epochs (the cosine schedule's length), starting learning rate, minibatch size.
+    optimizer : torch.optim.Optimizer subclass
+    optimizer_kwargs : dict
+    criterion : nn.Module subclass
+    criterion_kwargs : dict
+    device : str
     seed : int
         Seeds the shuffling of minibatches (and the global torch RNG, for dropout).
     callbacks : sequence of skorch callbacks, default=()
@@ -91,6 +99,17 @@ def train_mode(
         The trained network, on the CPU.
     history : list of dict
         One record per epoch: ``phase``, ``vertex`` (0), ``epoch``, ``loss``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> X, y = np.random.RandomState(0).randn(40, 4).astype(np.float32), np.arange(40) % 2
+    >>> module, history = train_mode(
+    ...     torch.nn.Linear(4, 2), X, y, n_classes=2, max_epochs=3, lr=0.1, batch_size=10,
+    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss,
+    ...     criterion_kwargs={}, device="cpu", seed=0)
+    >>> [r["epoch"] for r in history]
+    [0, 1, 2]
     """
     history: list[dict[str, Any]] = []
 
@@ -155,11 +174,47 @@ def fit_simplex(
     3. Draw the ``n_samples`` barycentric coordinates used for prediction (Eq. 5), and
        recompute BatchNorm statistics of those models on ``X``.
 
+    Parameters
+    ----------
+    module : nn.Module
+        Initialised network, or the pretrained mode when ``pretrained``.
+    X : ndarray of shape (n_samples, ...), float32
+    y : ndarray of shape (n_samples,), int64 class indices
+    n_vertices, n_samples : int
+        Vertices of the simplex; models kept for prediction.
+    pretrained : bool
+    mode_kwargs : dict
+        Arguments of :func:`train_mode`.
+    vertex_kwargs : dict
+        Arguments of :func:`~sklearn_espro.training.grow_vertex` (with ``epochs`` and
+        ``batch_size``).
+    volume_regs : sequence of float
+        Scaled ``lambda`` per vertex (:func:`~sklearn_espro.training.scaled_volume_regs`).
+    device : str
+    seed : int
+    name : str, default="simplex"
+    verbose : int, default=0
+        A progress bar when positive.
+
     Returns
     -------
     dict
         ``simplex`` (on the CPU), ``coords`` (n_samples, n_vertices), ``buffers``
-        ({name: (n_samples, *shape)}) and ``history`` (list of dict).
+        ({name: ``(n_samples, *shape)``}) and ``history`` (list of dict).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> X, y = np.random.RandomState(0).randn(40, 4).astype(np.float32), np.arange(40) % 2
+    >>> result = fit_simplex(
+    ...     torch.nn.Linear(4, 2), X, y, n_vertices=2, n_samples=3, pretrained=False,
+    ...     mode_kwargs=dict(n_classes=2, max_epochs=2, lr=0.1, batch_size=10, optimizer=torch.optim.SGD,
+    ...                      optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={}),
+    ...     vertex_kwargs=dict(epochs=2, batch_size=10, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD,
+    ...                        optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss()),
+    ...     volume_regs=[0.0, 0.1], device="cpu", seed=0)
+    >>> result["simplex"].n_vertices, tuple(result["coords"].shape)
+    (2, (3, 2))
     """
     from tqdm.auto import tqdm
 

@@ -204,7 +204,22 @@ class LossPlane(TransformerMixin, BaseEstimator):
 
 
 def flat_parameters(module: nn.Module) -> np.ndarray:
-    """A module's parameters as one vector, in the order LossPlane's anchors use."""
+    """A module's parameters as one vector, in the order LossPlane's anchors use.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    ndarray of shape (n_params,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> flat_parameters(torch.nn.Linear(3, 2)).shape
+    (8,)
+    """
     return flatten(dict(module.named_parameters()), 0).detach().cpu().numpy()
 
 
@@ -225,7 +240,7 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     y : array-like of shape (n_samples,)
         Class indices.
     like, buffers : dict of str to Tensor, default=None
-        Parameter layout (tensors of shape (1, *shape)) and buffers; by default the module's own.
+        Parameter layout (tensors of shape ``(1, *shape)``) and buffers; by default the module's own.
     batch_size, grid_batch : int, default=512, 32
     device : str or torch.device, default="auto"
 

@@ -41,12 +41,18 @@ def flatten(params: Mapping[str, Tensor], n_leading: int = 1) -> Tensor:
 
     Parameters
     ----------
-    params : dict of str to Tensor of shape (*lead, *shape)
+    params : dict of str to Tensor of shape ``(*lead, *shape)``
     n_leading : int, default=1
 
     Returns
     -------
-    Tensor of shape (*lead, n_params)
+    Tensor of shape ``(*lead, n_params)``
+
+    Examples
+    --------
+    >>> import torch
+    >>> flatten({"w": torch.ones(2, 2, 3), "b": torch.zeros(2, 2)}).shape  # 2 vertices
+    torch.Size([2, 8])
     """
     tensors = list(params.values())
     lead = tensors[0].shape[:n_leading]
@@ -56,8 +62,26 @@ def flatten(params: Mapping[str, Tensor], n_leading: int = 1) -> Tensor:
 def unflatten(flat: Tensor, like: Mapping[str, Tensor], n_leading: int = 1) -> Params:
     """Inverse of :func:`flatten`: views of ``flat`` (n_models, n_params) shaped as ``like``.
 
-    ``like`` maps names to tensors of shape (*lead, *shape) whose last dimensions give
+    ``like`` maps names to tensors of shape ``(*lead, *shape)`` whose last dimensions give
     each parameter's shape (only shapes are read).
+
+    Parameters
+    ----------
+    flat : Tensor of shape ``(*models, n_params)``
+    like : dict of str to Tensor of shape ``(*lead, *shape)``
+    n_leading : int, default=1
+        Leading dimensions of the tensors of ``like`` to skip.
+
+    Returns
+    -------
+    dict of str to Tensor of shape ``(*models, *shape)``
+
+    Examples
+    --------
+    >>> import torch
+    >>> like = {"w": torch.empty(1, 2, 3), "b": torch.empty(1, 2)}
+    >>> {k: tuple(v.shape) for k, v in unflatten(torch.arange(16.0).view(2, 8), like).items()}
+    {'w': (2, 2, 3), 'b': (2, 2)}
     """
     shapes = [v.shape[n_leading:] for v in like.values()]
     parts = flat.split([s.numel() for s in shapes], dim=-1)
@@ -72,12 +96,12 @@ def combine(vertices: Mapping[str, Tensor], coords: Tensor) -> Params:
 
     Parameters
     ----------
-    vertices : dict of str to Tensor of shape (n_vertices, *shape)
+    vertices : dict of str to Tensor of shape ``(n_vertices, *shape)``
     coords : Tensor of shape (n_models, n_vertices)
 
     Returns
     -------
-    dict of str to Tensor of shape (n_models, *shape)
+    dict of str to Tensor of shape ``(n_models, *shape)``
 
     Examples
     --------
@@ -95,6 +119,23 @@ def expand(tensors: Mapping[str, Tensor], n_models: int, *, clone: bool = False)
 
     ``clone=True`` makes writable copies (needed when a forward in training mode
     updates BatchNorm statistics in place).
+
+    Parameters
+    ----------
+    tensors : dict of str to Tensor of shape ``(*shape)``
+    n_models : int
+    clone : bool, default=False
+
+    Returns
+    -------
+    dict of str to Tensor of shape ``(n_models, *shape)``
+        Views of ``tensors`` (copies with ``clone=True``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> expand({"running_mean": torch.zeros(4)}, 3)["running_mean"].shape
+    torch.Size([3, 4])
     """
     out = {k: v.unsqueeze(0).expand(n_models, *v.shape) for k, v in tensors.items()}
     return {k: v.clone() for k, v in out.items()} if clone else out
@@ -116,8 +157,8 @@ def batched_forward(
     module : nn.Module
         The architecture; its own weights are not used. Its ``training`` flag decides
         the behaviour of dropout and BatchNorm.
-    params : dict of str to Tensor of shape (n_models, *shape)
-    buffers : dict of str to Tensor of shape (n_models, *shape), or (*shape)
+    params : dict of str to Tensor of shape ``(n_models, *shape)``
+    buffers : dict of str to Tensor of shape ``(n_models, *shape)``, or ``(*shape)``
         Per-model buffers, or (``buffers_batched=False``) read-only shared ones.
     x : Tensor of shape (n_models, batch, ...) if ``x_batched`` else (batch, ...)
         One chunk of inputs per model, or the same inputs for every model.
@@ -126,7 +167,18 @@ def batched_forward(
 
     Returns
     -------
-    Tensor of shape (n_models, batch, *out_shape)
+    Tensor of shape ``(n_models, batch, *out_shape)``
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 2)
+    >>> params = {"weight": torch.zeros(4, 2, 3), "bias": torch.arange(4.0)[:, None].expand(4, 2)}
+    >>> batched_forward(net, params, {}, torch.ones(5, 3))[:, 0]  # 4 models, first sample
+    tensor([[0., 0.],
+            [1., 1.],
+            [2., 2.],
+            [3., 3.]])
     """
 
     def call(p: Params, b: Params, inputs: Tensor) -> Tensor:
@@ -155,7 +207,22 @@ def _vectorisable_attention() -> Iterator[None]:
 
 
 def batchnorm_buffer_names(module: nn.Module) -> list[str]:
-    """Names of the running mean and variance buffers of BatchNorm layers."""
+    """Names of the running mean and variance buffers of BatchNorm layers.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> import torch
+    >>> batchnorm_buffer_names(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))
+    ['1.running_mean', '1.running_var']
+    """
     names = []
     for prefix, sub in module.named_modules():
         if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.track_running_stats:
@@ -166,8 +233,28 @@ def batchnorm_buffer_names(module: nn.Module) -> list[str]:
 
 @contextmanager
 def batch_statistics(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in training mode with BatchNorm layers normalising by batch statistics
-    and not updating their running statistics (so a vectorised forward writes nothing).
+    """Training mode with BatchNorm normalising by batch statistics, never updating running ones.
+
+    Inside the block ``module`` is in training mode and its BatchNorm layers do not track
+    running statistics, so a vectorised forward writes nothing; both are restored after.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Yields
+    ------
+    nn.Module
+        ``module`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).eval()
+    >>> with batch_statistics(net):
+    ...     _ = net(torch.randn(8, 2))
+    >>> net.training, bool((net[1].running_mean == 0).all())  # nothing was written
+    (False, True)
     """
     layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [(m, m.track_running_stats) for m in layers]
@@ -195,13 +282,23 @@ def recompute_batchnorm(
     Parameters
     ----------
     module : nn.Module
-    params, buffers : dict of str to Tensor of shape (n_models, *shape)
+    params, buffers : dict of str to Tensor of shape ``(n_models, *shape)``
     batches : iterable of Tensor of shape (batch, ...)
 
     Returns
     -------
-    dict of str to Tensor of shape (n_models, *shape)
+    dict of str to Tensor of shape ``(n_models, *shape)``
         ``buffers`` with the BatchNorm statistics replaced; others unchanged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.BatchNorm1d(1, affine=False)
+    >>> buffers = expand(dict(net.named_buffers()), 2, clone=True)
+    >>> x = torch.tensor([[1.0], [3.0]])
+    >>> recompute_batchnorm(net, {}, buffers, [x])["running_mean"]  # the data's mean, per model
+    tensor([[2.],
+            [2.]])
     """
     names = batchnorm_buffer_names(module)
     if not names:
@@ -242,7 +339,7 @@ def mean_probabilities(
     ----------
     simplexes : sequence of J Simplex
     coords : sequence of J Tensor of shape (M, n_vertices)
-    buffers : sequence of J dict of str to Tensor of shape (M, *shape)
+    buffers : sequence of J dict of str to Tensor of shape ``(M, *shape)``
     x : Tensor of shape (n_samples, ...)
     batch_size : int
     device : torch.device or str, default="cpu"
@@ -251,6 +348,15 @@ def mean_probabilities(
     -------
     Tensor of shape (n_samples, n_classes), float64, on the CPU
         Rows sum to one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> simplex = Simplex.from_module(torch.nn.Linear(3, 2)).add_vertex(
+    ...     {"weight": torch.zeros(2, 3), "bias": torch.zeros(2)})
+    >>> p = mean_probabilities([simplex], [torch.tensor([[0.5, 0.5], [0.0, 1.0]])], [{}], torch.ones(4, 3), 2)
+    >>> p.shape, bool(torch.allclose(p.sum(1), torch.ones(4, dtype=torch.float64)))
+    (torch.Size([4, 2]), True)
     """
     x = x.to(device)
     total = None
@@ -271,7 +377,7 @@ class Simplex:
     ----------
     module : nn.Module
         The architecture. Its weights are ignored; its buffers are the default ones.
-    vertices : dict of str to Tensor of shape (n_vertices, *shape)
+    vertices : dict of str to Tensor of shape ``(n_vertices, *shape)``
         One entry per parameter of ``module``, vertices stacked along dimension 0.
     buffers : dict of str to Tensor, default=None
         Buffers (BatchNorm statistics, ...) shared by the points of the simplex; by
@@ -329,7 +435,7 @@ class Simplex:
     def forward(self, coords: Tensor, x: Tensor, buffers: Params | None = None) -> Tensor:
         """Outputs of the models at ``coords`` (n_models, n_vertices) on ``x``, in evaluation mode.
 
-        ``buffers`` may give each model its own, as (n_models, *shape) tensors.
+        ``buffers`` may give each model its own, as ``(n_models, *shape)`` tensors.
         Returns a tensor of shape (n_models, batch, ...).
         """
         if buffers is None:

@@ -70,6 +70,14 @@ def scaled_volume_regs(volume_reg: float, fresh: Sequence[nn.Module]) -> list[fl
     -------
     list of float of length n_vertices
         Entry ``i`` weights the volume while vertex ``i`` trains (entry 0, the mode, is 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> regs = scaled_volume_regs(0.1, [torch.nn.Linear(10, 10) for _ in range(3)])
+    >>> regs[0], len(regs), 0 < regs[2] <= 0.1
+    (0.0, 3, True)
     """
     flat = torch.stack([flatten(dict(m.named_parameters()), 0).detach() for m in fresh])
     regs = [0.0]
@@ -109,9 +117,9 @@ def sample_params(state: VertexState, n_models: int) -> Params:
     c_new * a_new``, one matrix product whose gradient reaches only the new vertex.
     """
     n_frozen = state.frozen.shape[0]
-    new = torch.full((len(state.faces), 1), n_frozen, dtype=torch.long)
+    new = torch.full((len(state.faces), 1), n_frozen, dtype=torch.long, device=state.faces.device)
     with torch.no_grad():
-        volumes = log_volumes(state) if len(state.faces) > 1 else torch.zeros(1)
+        volumes = log_volumes(state) if len(state.faces) > 1 else state.frozen.new_zeros(1)
     coords = sample_complex_coords(torch.cat([state.faces, new], 1), volumes, n_models, n_frozen + 1,
                                    generator=state.generator, dtype=state.frozen.dtype)
     flat = torch.addmm(coords[:, n_frozen:] * state.vertex, coords[:, :n_frozen], state.frozen)
@@ -123,6 +131,26 @@ def infer(state: VertexState, x_chunks: Tensor) -> Tensor:
 
     All chunks run as one vectorised forward, so a step with H samples costs about
     one plain forward of the minibatch, not H.
+
+    Parameters
+    ----------
+    state : VertexState
+    x_chunks : Tensor of shape (n_chunks, chunk, ...)
+
+    Returns
+    -------
+    Tensor of shape (n_chunks, chunk, n_classes)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> state = init_vertex_state(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
+    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> infer(state, torch.randn(2, 5, 4)).shape  # 2 sampled models, 5 inputs each
+    torch.Size([2, 5, 3])
     """
     params = sample_params(state, x_chunks.shape[0])
     return batched_forward(
@@ -148,6 +176,12 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     Returns
     -------
     Tensor of shape ()
+
+    Examples
+    --------
+    >>> import torch
+    >>> regularized_loss(torch.tensor(0.5), torch.tensor(2.0, dtype=torch.float64), 0.1)
+    tensor(0.3000)
     """
     return data_loss - volume_reg * log_volume.to(data_loss.dtype)
 
@@ -157,6 +191,29 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
 
     The data loss is the criterion over all chunks at once: with equal chunks, the
     mean over the H sampled models of each model's mean loss on its chunk.
+
+    Parameters
+    ----------
+    state : VertexState
+    logits : Tensor of shape (n_chunks, chunk, n_classes)
+    y_chunks : Tensor of shape (n_chunks, chunk)
+
+    Returns
+    -------
+    loss, log_volume : Tensor of shape ()
+        Eq. 1 (through :func:`regularized_loss`) and the summed log-volume.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> state = init_vertex_state(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
+    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> loss, log_volume = get_loss(state, infer(state, torch.randn(2, 5, 4)), torch.zeros(2, 5, dtype=torch.long))
+    >>> loss.shape, bool(torch.isfinite(log_volume))
+    (torch.Size([]), True)
     """
     data_loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1))
     log_volume = log_volumes(state).sum()  # the volume term covers every simplex the vertex is in
@@ -169,10 +226,29 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     Each chunk is seen by its own model sampled from the simplex. Up to H - 1 trailing
     samples of a batch that H does not divide are left out of this step.
 
+    Parameters
+    ----------
+    state : VertexState
+    xb : Tensor of shape (batch, ...)
+    yb : Tensor of shape (batch,)
+
     Returns
     -------
     loss, log_volume : Tensor of shape ()
         Detached, on the training device (no host synchronisation).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> state = init_vertex_state(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
+    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> before = state.vertex.detach().clone()
+    >>> loss, log_volume = train_step(state, torch.randn(10, 4), torch.randint(3, (10,)))
+    >>> bool((state.vertex != before).any())  # only the new vertex moved
+    True
     """
     n_chunks = min(state.n_train_samples, len(xb))
     size = len(xb) // n_chunks
@@ -186,7 +262,32 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
 
 
 def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
-    """One pass over shuffled ``X``; returns the mean regularised loss and the final log-volume."""
+    """One pass over shuffled ``X``; returns the mean regularised loss and the final log-volume.
+
+    Parameters
+    ----------
+    state : VertexState
+    X : Tensor of shape (n_samples, ...)
+    y : Tensor of shape (n_samples,)
+    batch_size : int
+
+    Returns
+    -------
+    loss, log_volume : float
+        Read from the device once, at the end of the epoch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> state = init_vertex_state(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
+    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> loss, log_volume = run_epoch(state, torch.randn(20, 4), torch.randint(3, (20,)), batch_size=10)
+    >>> isinstance(loss, float) and isinstance(log_volume, float)
+    True
+    """
     order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)
     total = torch.zeros((), device=X.device, dtype=torch.float64)
     log_volume = torch.zeros((), device=X.device, dtype=torch.float64)
@@ -232,9 +333,42 @@ def init_vertex_state(
     ``faces`` lists, for a simplicial complex, the frozen vertices that form a simplex
     with the new one (one row per simplex, all of one length); by default the new vertex
     joins all of them in one simplex.
+
+    Parameters
+    ----------
+    simplex : Simplex
+        The frozen vertices.
+    volume_reg : float
+        Scaled ``lambda`` of Eq. 1.
+    lr : float
+    n_train_samples : int
+        ``H``: models drawn per step.
+    optimizer : torch.optim.Optimizer subclass
+    optimizer_kwargs : dict
+    criterion : nn.Module
+    generator : torch.Generator
+    init_noise : float, default=0.01
+        Noise of the starting point, relative to each tensor's root mean square.
+    faces : sequence of sequence of int, default=None
+
+    Returns
+    -------
+    VertexState
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> state = init_vertex_state(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
+    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> state.frozen.shape, state.vertex.shape
+    (torch.Size([1, 15]), torch.Size([15]))
     """
     frozen = simplex.flat_vertices()
-    rows = torch.as_tensor(faces if faces is not None else [list(range(len(frozen)))], dtype=torch.long)
+    rows = torch.as_tensor(faces if faces is not None else [list(range(len(frozen)))], dtype=torch.long,
+                           device=generator.device)  # on the device: no host copy per step
     hulls = [(*hull_basis(frozen[row]), log_simplex_volume(frozen[row])) for row in rows]
     vertex = _initial_vertex(simplex.vertices, init_noise, generator)
     return VertexState(
@@ -291,6 +425,17 @@ def grow_vertex(
         With the trained vertex appended.
     history : list of dict
         One record per epoch: ``phase``, ``vertex``, ``epoch``, ``loss``, ``log_volume``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> X, y = torch.randn(20, 4), torch.randint(3, (20,))
+    >>> simplex, history = grow_vertex(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, epochs=2, batch_size=10, volume_reg=0.1, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD,
+    ...     optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(0))
+    >>> simplex.n_vertices, len(history)
+    (2, 2)
     """
     state = init_vertex_state(simplex, **kwargs)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1))
@@ -322,6 +467,34 @@ def grow_simplex(
 
     ``volume_regs[i]`` is the scaled ``lambda`` used while vertex ``i`` trains; the
     other keyword arguments go to :func:`grow_vertex`.
+
+    Parameters
+    ----------
+    simplex : Simplex
+    X, y : Tensor
+        Training data and class indices, on the training device.
+    n_vertices : int
+    volume_regs : sequence of float
+    phase : str, default="simplex"
+    **kwargs
+        See :func:`grow_vertex`.
+
+    Returns
+    -------
+    simplex : Simplex
+    history : list of dict
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> X, y = torch.randn(20, 4), torch.randint(3, (20,))
+    >>> simplex, history = grow_simplex(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, 3, volume_regs=[0.0, 0.1, 0.1], epochs=1,
+    ...     batch_size=10, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD, optimizer_kwargs={},
+    ...     criterion=torch.nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(0))
+    >>> simplex.n_vertices, [r["vertex"] for r in history]
+    (3, [1, 2])
     """
     history: list[dict[str, Any]] = []
     while simplex.n_vertices < n_vertices:
