@@ -28,7 +28,7 @@ from sklearn_espro import ESPROClassifier, LossPlane  # noqa: E402
 from sklearn_espro.curves import chain_weights, fit_curve_swag  # noqa: E402
 from sklearn_espro.planes import weights_loss  # noqa: E402
 
-OUT = Path(__file__).resolve().parent.parent / "docs" / "figures"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def main(argv=None) -> None:
@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     parser.add_argument("--swag-epochs", type=int, default=20)
     parser.add_argument("--swag-lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=DOCS, help="writes OUT/figures/swag_curves.png")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     data = datasets.digits(shift=False)
@@ -88,8 +88,8 @@ def main(argv=None) -> None:
     right.legend()
     right.set_title(f"{args.n_curves} curves sampled from SWAG of theta")
     fig.tight_layout()
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "swag_curves.png"
+    (args.out / "figures").mkdir(parents=True, exist_ok=True)
+    path = args.out / "figures" / "swag_curves.png"
     fig.savefig(path, dpi=70)
     print(f"\nwrote {path} in {time.perf_counter() - start:.0f} s")
 
