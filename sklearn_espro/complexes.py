@@ -122,6 +122,32 @@ class SimplicialComplex:
         return f"SimplicialComplex(n_vertices={self.n_vertices}, n_simplexes={len(self.simplexes)})"
 
 
+def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state):
+    """The modes stacked as vertices, the data and a seeded generator, all on the device.
+
+    Returns
+    -------
+    points : Simplex
+        Vertex ``i`` is ``modes[i]``; the architecture is a copy of ``modes[0]``.
+    X_t, y_t : Tensor
+        float32 data and class indices.
+    classes : ndarray
+        The sorted labels of ``y``.
+    generator : torch.Generator
+        Seeded from ``random_state``.
+    """
+    device = resolve_device(device)
+    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
+    encoder = LabelEncoder().fit(np.asarray(y))
+    y_t = torch.as_tensor(encoder.transform(np.asarray(y)), device=device)
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    template = copy.deepcopy(modes[0]).to(device)
+    vertices = {k: torch.stack([dict(m.named_parameters())[k].detach().to(device) for m in modes])
+                for k, _ in template.named_parameters()}
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return Simplex(template, vertices), X_t, y_t, encoder.classes_, generator
+
+
 def connect_modes(
     modes: Sequence[nn.Module],
     X,
@@ -190,16 +216,8 @@ def connect_modes(
         raise TypeError("modes must be a non-empty sequence of nn.Module.")
     if n_connectors < 1:
         raise ValueError(f"n_connectors must be at least 1, got {n_connectors}.")
-    device = resolve_device(device)
-    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-    encoder = LabelEncoder().fit(np.asarray(y))
-    y_t, classes = torch.as_tensor(encoder.transform(np.asarray(y)), device=device), encoder.classes_
-    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-    generator = torch.Generator(device=device).manual_seed(seed)
-    template = copy.deepcopy(modes[0]).to(device)
-    vertices = {k: torch.stack([dict(m.named_parameters())[k].detach().to(device) for m in modes])
-                for k, _ in template.named_parameters()}
-    points = Simplex(template, vertices)
+    points, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state)
+    seed = int(generator.initial_seed())
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         fresh = [reset_parameters(copy.deepcopy(modes[0])) for _ in range(n_connectors + 1)]

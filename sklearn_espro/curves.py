@@ -9,18 +9,15 @@ low-loss connecting paths is.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
-from ._validation import resolve_device
+from .complexes import modes_on_device
 from .planes import weights_loss
 from .simplex import Simplex, batch_statistics, unflatten
 from .training import check_finite, init_vertex_state, run_epoch
@@ -201,18 +198,11 @@ def fit_curve_swag(
         raise TypeError("modes must be two nn.Module (the ends of the curve).")
     if swag_epochs < 2:
         raise ValueError(f"swag_epochs must be at least 2 to estimate a spread, got {swag_epochs}.")
-    device = resolve_device(device)
-    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-    encoder = LabelEncoder().fit(np.asarray(y))
-    y_t = torch.as_tensor(encoder.transform(np.asarray(y)), device=device)
-    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-    template = copy.deepcopy(modes[0]).to(device)
-    ends = Simplex(template, {k: torch.stack([dict(m.named_parameters())[k].detach().to(device) for m in modes])
-                              for k, _ in template.named_parameters()})
+    ends, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state)
+    template = ends.module
     state = init_vertex_state(
         ends, volume_reg=0.0, lr=lr, n_train_samples=n_train_samples, optimizer=torch.optim.SGD,
-        optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(),
-        generator=torch.Generator(device=device).manual_seed(seed), faces=[(0,), (1,)],
+        optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(), generator=generator, faces=[(0,), (1,)],
     )
     moments: dict[str, Any] = {"n": 0, "mean": 0.0, "sq_mean": 0.0, "deviations": []}
     with batch_statistics(template), torch.enable_grad():
@@ -225,6 +215,6 @@ def fit_curve_swag(
             if epoch >= epochs:
                 _collect(moments, state.vertex, max_rank)
     mean = moments["mean"]
-    points = ends.add_vertex(unflatten(mean.float().to(device), ends.vertices))
+    points = ends.add_vertex(unflatten(mean.float().to(ends.flat_vertices().device), ends.vertices))
     return CurveSWAG(points.to("cpu"), mean, moments["sq_mean"], torch.stack(moments["deviations"]),
-                     encoder.classes_)
+                     classes)

@@ -22,9 +22,7 @@ from .simplex import (
     Simplex,
     batch_statistics,
     batched_forward,
-    expand,
     flatten,
-    recompute_batchnorm,
     unflatten,
 )
 
