@@ -29,7 +29,8 @@ from torch import nn
 from torch.func import functional_call
 
 from sklearn_espro import MLP, ConvNet1d, ESPROClassifier, LossPlane
-from sklearn_espro.simplex import Simplex, batch_statistics, batchnorm_buffer_names
+from sklearn_espro.batchnorm import batch_statistics, batchnorm_buffer_names
+from sklearn_espro.simplex import Simplex
 from sklearn_espro.training import init_vertex_state, sample_params, train_step
 
 

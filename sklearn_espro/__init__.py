@@ -1,8 +1,9 @@
 """sklearn-espro: simplex ensembles (ESPRO) of neural networks for scikit-learn.
 
 Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (volumes,
-sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module),
-:mod:`~sklearn_espro.training` and :mod:`~sklearn_espro.members` (growing simplexes),
+sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module,
+:mod:`~sklearn_espro.batchnorm`), :mod:`~sklearn_espro.training`,
+:mod:`~sklearn_espro.growing` and :mod:`~sklearn_espro.members` (growing simplexes),
 :mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), and the tools
 :func:`connect_modes` (mode-connecting complexes), :func:`fit_curve_swag`
 (SWAG over a connecting curve),

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ._validation import mode_state_dict
-from .training import scaled_volume_regs
+from .growing import scaled_volume_regs
 
 __all__ = ["MAX_SEED", "initial_modules", "seeded", "volume_regs"]
 

@@ -19,8 +19,10 @@ from torch import Tensor, nn
 
 from .complexes import modes_on_device
 from .planes import weights_loss
-from .simplex import Simplex, batch_statistics, unflatten
-from .training import check_finite, init_vertex_state, run_epoch
+from .batchnorm import batch_statistics
+from .simplex import Simplex, unflatten
+from .growing import check_finite
+from .training import init_vertex_state, run_epoch
 
 __all__ = ["CurveSWAG", "chain_weights", "fit_curve_swag"]
 

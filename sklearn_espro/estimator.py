@@ -29,7 +29,8 @@ from ._starts import MAX_SEED, initial_modules, volume_regs
 from .geometry import sample_barycentric
 from .members import fit_simplex
 from .modules import MLP
-from .simplex import batchnorm_buffer_names, expand, mean_probabilities, recompute_batchnorm
+from .batchnorm import batchnorm_buffer_names, recompute_batchnorm
+from .simplex import expand, mean_probabilities
 
 __all__ = ["ESPROClassifier"]
 

@@ -17,8 +17,9 @@ from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
 from .geometry import sample_barycentric
-from .simplex import Simplex, expand, recompute_batchnorm
-from .training import EpochCallback, check_finite, grow_simplex
+from .batchnorm import recompute_batchnorm
+from .simplex import Simplex, expand
+from .growing import EpochCallback, check_finite, grow_simplex
 
 __all__ = ["fit_simplex", "train_mode"]
 
@@ -186,10 +187,10 @@ def fit_simplex(
     mode_kwargs : dict
         Arguments of :func:`train_mode`.
     vertex_kwargs : dict
-        Arguments of :func:`~sklearn_espro.training.grow_vertex` (with ``epochs`` and
+        Arguments of :func:`~sklearn_espro.growing.grow_vertex` (with ``epochs`` and
         ``batch_size``).
     volume_regs : sequence of float
-        Scaled ``lambda`` per vertex (:func:`~sklearn_espro.training.scaled_volume_regs`).
+        Scaled ``lambda`` per vertex (:func:`~sklearn_espro.growing.scaled_volume_regs`).
     device : str
     seed : int
     name : str, default="simplex"

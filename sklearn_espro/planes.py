@@ -12,7 +12,8 @@ from torch import nn
 
 from ._validation import Interval, resolve_device
 from .geometry import plane_basis
-from .simplex import batched_forward, batchnorm_buffer_names, expand, flatten, recompute_batchnorm, unflatten
+from .batchnorm import batchnorm_buffer_names, recompute_batchnorm
+from .simplex import batched_forward, expand, flatten, unflatten
 
 __all__ = ["LossPlane", "flat_parameters", "weights_loss"]
 

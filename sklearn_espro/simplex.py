@@ -10,7 +10,7 @@ one vectorised forward through ``torch.func.vmap`` over
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -22,14 +22,11 @@ from .geometry import log_simplex_volume
 
 __all__ = [
     "Simplex",
-    "batch_statistics",
     "batched_forward",
-    "batchnorm_buffer_names",
     "combine",
     "expand",
     "flatten",
     "mean_probabilities",
-    "recompute_batchnorm",
     "unflatten",
 ]
 
@@ -204,125 +201,6 @@ def _vectorisable_attention() -> Iterator[None]:
             yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-
-
-def batchnorm_buffer_names(module: nn.Module) -> list[str]:
-    """Names of the running mean and variance buffers of BatchNorm layers.
-
-    Parameters
-    ----------
-    module : nn.Module
-
-    Returns
-    -------
-    list of str
-
-    Examples
-    --------
-    >>> import torch
-    >>> batchnorm_buffer_names(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))
-    ['1.running_mean', '1.running_var']
-    """
-    names = []
-    for prefix, sub in module.named_modules():
-        if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.track_running_stats:
-            dot = f"{prefix}." if prefix else ""
-            names += [f"{dot}running_mean", f"{dot}running_var"]
-    return names
-
-
-@contextmanager
-def batch_statistics(module: nn.Module) -> Iterator[nn.Module]:
-    """Training mode with BatchNorm normalising by batch statistics, never updating running ones.
-
-    Inside the block ``module`` is in training mode and its BatchNorm layers do not track
-    running statistics, so a vectorised forward writes nothing; both are restored after.
-
-    Parameters
-    ----------
-    module : nn.Module
-
-    Yields
-    ------
-    nn.Module
-        ``module`` itself.
-
-    Examples
-    --------
-    >>> import torch
-    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).eval()
-    >>> with batch_statistics(net):
-    ...     _ = net(torch.randn(8, 2))
-    >>> net.training, bool((net[1].running_mean == 0).all())  # nothing was written
-    (False, True)
-    """
-    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m, m.track_running_stats) for m in layers]
-    was_training = module.training
-    try:
-        for m in layers:
-            m.track_running_stats = False
-        yield module.train()
-    finally:
-        for m, flag in saved:
-            m.track_running_stats = flag
-        module.train(was_training)
-
-
-@torch.no_grad()
-def recompute_batchnorm(
-    module: nn.Module, params: Params, buffers: Params, batches: Iterable[Tensor]
-) -> Params:
-    """BatchNorm statistics of each of ``n_models`` weight settings, over data batches.
-
-    Each model's running mean and variance become the average over ``batches`` of
-    its per-batch statistics, weighted by batch size (as ``torch.optim.swa_utils.
-    update_bn`` does), computed for all models in one vectorised forward per batch.
-
-    Parameters
-    ----------
-    module : nn.Module
-    params, buffers : dict of str to Tensor of shape ``(n_models, *shape)``
-    batches : iterable of Tensor of shape (batch, ...)
-
-    Returns
-    -------
-    dict of str to Tensor of shape ``(n_models, *shape)``
-        ``buffers`` with the BatchNorm statistics replaced; others unchanged.
-
-    Examples
-    --------
-    >>> import torch
-    >>> net = torch.nn.BatchNorm1d(1, affine=False)
-    >>> buffers = expand(dict(net.named_buffers()), 2, clone=True)
-    >>> x = torch.tensor([[1.0], [3.0]])
-    >>> recompute_batchnorm(net, {}, buffers, [x])["running_mean"]  # the data's mean, per model
-    tensor([[2.],
-            [2.]])
-    """
-    names = batchnorm_buffer_names(module)
-    if not names:
-        return dict(buffers)
-    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m, m.momentum) for m in layers]
-    was_training = module.training
-    work = {k: v.clone() for k, v in buffers.items()}
-    totals = {k: torch.zeros_like(work[k]) for k in names}
-    count = 0
-    try:
-        for m in layers:
-            m.momentum = 1.0  # running stats := this batch's stats
-        module.train()
-        for xb in batches:
-            batched_forward(module, params, work, xb)
-            for k in names:
-                totals[k] += work[k] * len(xb)
-            count += len(xb)
-    finally:
-        for m, momentum in saved:
-            m.momentum = momentum
-        module.train(was_training)
-    return {**work, **{k: totals[k] / max(count, 1) for k in names}}
 
 
 @torch.no_grad()

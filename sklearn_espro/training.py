@@ -2,14 +2,13 @@
 
 Plain functions on tensors and modules; no scikit-learn. The regularised objective
 is :func:`regularized_loss`; the simplex training loop is made of the small verbs
-:func:`infer`, :func:`get_loss`, :func:`train_step` and :func:`run_epoch`, driven by
-:func:`grow_vertex` and :func:`grow_simplex`.
+:func:`infer`, :func:`get_loss`, :func:`train_step` and :func:`run_epoch` on the state
+that :func:`init_vertex_state` sets up. :mod:`sklearn_espro.growing` drives them.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,72 +16,16 @@ import torch
 from torch import Tensor, nn
 
 from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
-from .simplex import (
-    Params,
-    Simplex,
-    batch_statistics,
-    batched_forward,
-    flatten,
-    unflatten,
-)
+from .simplex import Params, Simplex, batched_forward, unflatten
 
 __all__ = [
     "get_loss",
-    "grow_simplex",
-    "grow_vertex",
     "infer",
     "init_vertex_state",
-    "scaled_volume_regs",
     "regularized_loss",
     "run_epoch",
     "train_step",
 ]
-
-EpochCallback = Callable[[dict[str, Any]], None]
-
-
-def check_finite(loss: float, epoch: int, phase: str, lr: float) -> None:
-    if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"The training loss became {loss} in epoch {epoch + 1} of {phase}. "
-            f"Training diverged: try a smaller learning rate (it was {lr:g})."
-        )
-
-
-def scaled_volume_regs(volume_reg: float, fresh: Sequence[nn.Module]) -> list[float]:
-    """The weight of ``log V`` while each vertex trains, normalised by random simplexes.
-
-    ``lambda_n = volume_reg / max(|log V_init(n)|, 1)``, with ``V_init(n)`` the volume of
-    the simplex whose ``n`` vertices are the first ``n`` of ``fresh`` (independently
-    initialised networks): the reference code's normalisation, so that one
-    ``volume_reg`` suits networks of any size.
-
-    Parameters
-    ----------
-    volume_reg : float
-        Unscaled ``lambda`` of Eq. 1.
-    fresh : sequence of nn.Module
-        ``n_vertices`` freshly initialised networks of one architecture.
-
-    Returns
-    -------
-    list of float of length n_vertices
-        Entry ``i`` weights the volume while vertex ``i`` trains (entry 0, the mode, is 0).
-
-    Examples
-    --------
-    >>> import torch
-    >>> _ = torch.manual_seed(0)
-    >>> regs = scaled_volume_regs(0.1, [torch.nn.Linear(10, 10) for _ in range(3)])
-    >>> regs[0], len(regs), 0 < regs[2] <= 0.1
-    (0.0, 3, True)
-    """
-    flat = torch.stack([flatten(dict(m.named_parameters()), 0).detach() for m in fresh])
-    regs = [0.0]
-    for n in range(2, len(fresh) + 1):
-        regs.append(volume_reg / max(abs(float(log_simplex_volume(flat[:n]))), 1.0))
-    return regs
-
 
 @dataclass
 class VertexState:
@@ -169,7 +112,7 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     log_volume : Tensor of shape ()
         ``log V(S)`` of the simplex with its trainable vertex.
     volume_reg : float
-        ``lambda``, already scaled (see :func:`scaled_volume_regs`).
+        ``lambda``, already scaled (see :func:`~sklearn_espro.growing.scaled_volume_regs`).
 
     Returns
     -------
@@ -383,122 +326,3 @@ def init_vertex_state(
         n_train_samples=n_train_samples,
         generator=generator,
     )
-
-
-def grow_vertex(
-    simplex: Simplex,
-    X: Tensor,
-    y: Tensor,
-    *,
-    epochs: int,
-    batch_size: int,
-    phase: str = "vertex",
-    on_epoch: EpochCallback | None = None,
-    **kwargs: Any,
-) -> tuple[Simplex, list[dict[str, Any]]]:
-    """Add one vertex to ``simplex`` and train only it on the regularised loss (Section 5.1).
-
-    The learning rate follows a cosine schedule over ``epochs``, as in the reference code.
-
-    Parameters
-    ----------
-    simplex : Simplex
-        The frozen vertices, on the training device.
-    X, y : Tensor
-        Training data on the training device; ``y`` holds class indices.
-    epochs, batch_size : int
-    phase : str, default="vertex"
-        Name of this phase in errors.
-    on_epoch : callable, default=None
-        Called after each epoch with that epoch's history record.
-    **kwargs
-        ``volume_reg`` (scaled ``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
-        ``optimizer``, ``optimizer_kwargs``, ``criterion``, ``generator`` (on the
-        training device; drives the noise, the shuffling and the samples) and
-        optionally ``init_noise``: see :func:`init_vertex_state`.
-
-    Returns
-    -------
-    simplex : Simplex
-        With the trained vertex appended.
-    history : list of dict
-        One record per epoch: ``phase``, ``vertex``, ``epoch``, ``loss``, ``log_volume``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
-    >>> X, y = torch.randn(20, 4), torch.randint(3, (20,))
-    >>> simplex, history = grow_vertex(
-    ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, epochs=2, batch_size=10, volume_reg=0.1, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD,
-    ...     optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(0))
-    >>> simplex.n_vertices, len(history)
-    (2, 2)
-    """
-    state = init_vertex_state(simplex, **kwargs)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1))
-    history = []
-    index = simplex.n_vertices
-    with batch_statistics(simplex.module), torch.enable_grad():  # also when called under no_grad
-        for epoch in range(epochs):
-            loss, log_volume = run_epoch(state, X, y, batch_size)
-            schedule.step()
-            check_finite(loss, epoch, phase, kwargs["lr"])
-            record = {"phase": "vertex", "vertex": index, "epoch": epoch, "loss": loss, "log_volume": log_volume}
-            history.append(record)
-            if on_epoch is not None:
-                on_epoch(record)
-    return simplex.add_vertex(unflatten(state.vertex.detach(), simplex.vertices, n_leading=1)), history
-
-
-def grow_simplex(
-    simplex: Simplex,
-    X: Tensor,
-    y: Tensor,
-    n_vertices: int,
-    *,
-    volume_regs: Sequence[float],
-    phase: str = "simplex",
-    **kwargs: Any,
-) -> tuple[Simplex, list[dict[str, Any]]]:
-    """Grow ``simplex`` one vertex at a time until it has ``n_vertices`` vertices.
-
-    ``volume_regs[i]`` is the scaled ``lambda`` used while vertex ``i`` trains; the
-    other keyword arguments go to :func:`grow_vertex`.
-
-    Parameters
-    ----------
-    simplex : Simplex
-    X, y : Tensor
-        Training data and class indices, on the training device.
-    n_vertices : int
-    volume_regs : sequence of float
-    phase : str, default="simplex"
-    **kwargs
-        See :func:`grow_vertex`.
-
-    Returns
-    -------
-    simplex : Simplex
-    history : list of dict
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
-    >>> X, y = torch.randn(20, 4), torch.randint(3, (20,))
-    >>> simplex, history = grow_simplex(
-    ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, 3, volume_regs=[0.0, 0.1, 0.1], epochs=1,
-    ...     batch_size=10, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD, optimizer_kwargs={},
-    ...     criterion=torch.nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(0))
-    >>> simplex.n_vertices, [r["vertex"] for r in history]
-    (3, [1, 2])
-    """
-    history: list[dict[str, Any]] = []
-    while simplex.n_vertices < n_vertices:
-        i = simplex.n_vertices
-        simplex, records = grow_vertex(
-            simplex, X, y, volume_reg=volume_regs[i], phase=f"vertex {i} of {phase}", **kwargs
-        )
-        history += records
-    return simplex, history

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["complexes", "curves", "estimator", "geometry", "members", "metrics", "modules", "planes", "simplex",
-           "training", "volume"]
+MODULES = ["batchnorm", "complexes", "curves", "estimator", "geometry", "growing", "members", "metrics", "modules",
+           "planes", "simplex", "training", "volume"]
 
 
 def public_objects():

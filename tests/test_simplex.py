@@ -6,15 +6,14 @@ from torch import nn
 from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
+from sklearn_espro.batchnorm import batch_statistics, recompute_batchnorm
 from sklearn_espro.modules import MLP, ConvNet1d
 from sklearn_espro.simplex import (
     Simplex,
-    batch_statistics,
     batched_forward,
     combine,
     expand,
     flatten,
-    recompute_batchnorm,
     unflatten,
 )
 

@@ -8,16 +8,13 @@ from torch.func import functional_call
 
 from sklearn_espro.geometry import sample_barycentric
 from sklearn_espro.simplex import Simplex
+from sklearn_espro.growing import grow_simplex, grow_vertex, scaled_volume_regs
 from sklearn_espro.training import (
-    VertexState,
     get_loss,
-    grow_simplex,
-    grow_vertex,
     infer,
     init_vertex_state,
     regularized_loss,
     sample_params,
-    scaled_volume_regs,
 )
 
 
