@@ -128,6 +128,8 @@ class CurveSWAG:
                 raise ValueError("y holds labels the curve was not trained on.")
             y = np.searchsorted(self.classes, y)
         theta = self.mean[None].float() if theta is None else torch.as_tensor(theta, dtype=torch.float32)
+        if theta.ndim != 2 or theta.shape[1] != self.mean.numel():
+            raise ValueError(f"theta must have shape (n_curves, {self.mean.numel()}); got {tuple(theta.shape)}.")
         w = chain_weights(*(v.float() for v in (self.ends[0], theta, self.ends[1])), n_points)
         loss, accuracy = weights_loss(self.points.module, w.flatten(0, 1), X, y, like=self.points.vertices,
                                       buffers=self.points.buffers, device=device)

@@ -264,6 +264,9 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     buffers = buffers if buffers is not None else {k: v.detach() for k, v in module.named_buffers()}
     module = module.to(device)
     weights = torch.as_tensor(np.asarray(weights, dtype=np.float32) if not torch.is_tensor(weights) else weights)
+    n_params = sum(v[0].numel() for v in like.values())
+    if weights.ndim != 2 or weights.shape[1] != n_params:
+        raise ValueError(f"weights must have shape (n_vectors, {n_params}) for this module; got {tuple(weights.shape)}.")
     X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
     y_t = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
     batches = X_t.split(batch_size)

@@ -60,6 +60,8 @@ def test_sampled_curves_between_two_modes_keep_low_loss(two_modes, digits):
     assert swa_loss.shape == (1, 11) and swa_loss.max() < 1.5 * mode_loss
     with pytest.raises(ValueError, match="labels the curve was not trained on"):
         swag.path_loss(X, y + 100)
+    with pytest.raises(ValueError, match=r"theta must have shape \(n_curves, "):
+        swag.path_loss(X, y, theta[0])
 
 
 def test_curve_labels_need_not_be_indices(two_modes, digits):

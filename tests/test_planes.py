@@ -86,3 +86,10 @@ def test_plot_draws_contours_and_anchors(fitted, digits):
     ax = LossPlane(fitted, resolution=5).fit(X, y).plot()
     assert ax.collections  # contour sets and the anchors' scatter
     plt.close("all")
+
+
+def test_weights_loss_names_a_wrong_shape():
+    from sklearn_espro.planes import weights_loss
+
+    with pytest.raises(ValueError, match=r"weights must have shape \(n_vectors, 8\)"):
+        weights_loss(nn.Linear(3, 2), np.zeros((2, 7), dtype=np.float32), np.ones((4, 3)), np.zeros(4))
