@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from ._validation import reset_parameters, resolve_device
 from .geometry import log_simplex_volume, sample_complex_coords
-from .simplex import Simplex, expand, mean_probabilities
 from .growing import grow_vertex, scaled_volume_regs
+from .simplex import Simplex, expand, mean_probabilities
 
 __all__ = ["SimplicialComplex", "connect_modes"]
 
