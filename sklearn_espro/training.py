@@ -37,6 +37,7 @@ class VertexState:
     vertex: nn.Parameter  # (n_params,), the only trainable tensor
     buffers: Params  # shared, read-only
     faces: Tensor  # (n_simplexes, k) rows of frozen vertices; each joins the new vertex in a simplex
+    simplexes: Tensor  # (n_simplexes, k + 1): faces with the new vertex's index appended
     hulls: list[tuple[Tensor, Tensor, Tensor]]  # per simplex: hull_basis of its frozen face and its log-volume
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
@@ -58,10 +59,9 @@ def sample_params(state: VertexState, n_models: int) -> Params:
     c_new * a_new``, one matrix product whose gradient reaches only the new vertex.
     """
     n_frozen = state.frozen.shape[0]
-    new = torch.full((len(state.faces), 1), n_frozen, dtype=torch.long, device=state.faces.device)
     with torch.no_grad():
         volumes = log_volumes(state) if len(state.faces) > 1 else state.frozen.new_zeros(1)
-    coords = sample_complex_coords(torch.cat([state.faces, new], 1), volumes, n_models, n_frozen + 1,
+    coords = sample_complex_coords(state.simplexes, volumes, n_models, n_frozen + 1,
                                    generator=state.generator, dtype=state.frozen.dtype)
     flat = torch.addmm(coords[:, n_frozen:] * state.vertex, coords[:, :n_frozen], state.frozen)
     return unflatten(flat, state.like)
@@ -319,6 +319,7 @@ def init_vertex_state(
         vertex=vertex,
         buffers=simplex.buffers,
         faces=rows,
+        simplexes=torch.cat([rows, torch.full_like(rows[:, :1], len(frozen))], 1),
         hulls=hulls,
         criterion=criterion,
         optimizer=optimizer([vertex], lr=lr, **optimizer_kwargs),
