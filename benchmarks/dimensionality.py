@@ -33,11 +33,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import datasets  # noqa: E402
 from sklearn_espro import ESPROClassifier, connect_modes  # noqa: E402
-from sklearn_espro.planes import weights_loss  # noqa: E402
+from sklearn_espro.planes import flat_parameters, weights_loss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,7 @@ def main(argv=None) -> None:
     clf = ESPROClassifier(n_modes=2, n_vertices=1, max_epochs=30, module__hidden_sizes=(args.hidden,),
                           random_state=args.seed).fit(X, y)
     modes = [s.to_module(torch.ones(1)).eval() for s in clf.simplexes_]
-    flat = torch.stack([torch.cat([p.detach().flatten() for p in m.parameters()]) for m in modes])
+    flat = torch.as_tensor(np.stack([flat_parameters(m) for m in modes]))
     mode_loss, mode_accuracy = weights_loss(modes[0], flat, X, y)
     # connecting points never move once trained, so one run gives every k
     cx = connect_modes(modes, X, y, n_connectors=args.max_connectors, volume_reg=args.volume_reg,

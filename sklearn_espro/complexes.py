@@ -141,11 +141,11 @@ def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state)
     encoder = LabelEncoder().fit(np.asarray(y))
     y_t = torch.as_tensor(encoder.transform(np.asarray(y)), device=device)
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-    template = copy.deepcopy(modes[0]).to(device)
-    vertices = {k: torch.stack([dict(m.named_parameters())[k].detach().to(device) for m in modes])
-                for k, _ in template.named_parameters()}
+    points = Simplex.from_module(copy.deepcopy(modes[0]).to(device))
+    for mode in modes[1:]:
+        points = points.add_vertex({k: v.to(device) for k, v in mode.named_parameters()})
     generator = torch.Generator(device=device).manual_seed(seed)
-    return Simplex(template, vertices), X_t, y_t, encoder.classes_, generator
+    return points, X_t, y_t, encoder.classes_, generator
 
 
 def connect_modes(
