@@ -22,7 +22,13 @@ __all__ = [
     "RoutedParamsMixin",
     "StrOptions",
     "build_module",
+    "check_callbacks",
+    "check_criterion",
+    "check_data",
     "check_module_output",
+    "check_no_bools",
+    "check_optimizer",
+    "check_trainable",
     "check_X_y",
     "mode_state_dict",
     "reset_parameters",
@@ -67,18 +73,24 @@ def resolve_device(device: str | torch.device, *, fallback: bool = False) -> str
     With ``fallback=True`` (prediction with a model fitted elsewhere), an unavailable
     CUDA device gives the CPU and a warning instead of an error.
     """
-    if device == "auto" or device is None:
+    if isinstance(device, str) and device == "auto" or device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'.") from exc
+    if resolved.type not in ("cpu", "cuda", "mps") or (resolved.type == "cpu" and resolved.index not in (None, 0)):
+        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was asked for, but MPS is not available on this machine.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         if fallback:
             warnings.warn(f"device={device!r}, but CUDA is not available here: predicting on the CPU.", stacklevel=3)
             return "cpu"
         raise ValueError(f"device={device!r} was asked for, but CUDA is not available on this machine.")
-    return str(resolved)
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} was asked for, but this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return "cpu" if resolved.type == "cpu" else str(resolved)
 
 
 def _length(a) -> int | None:
@@ -101,7 +113,9 @@ def check_X_y(validate, X, y="no_validation", **kwargs):
     if n_X is not None and n_y is not None and n_X != n_y:
         raise ValueError(f"X has {n_X} samples but y has {n_y}; they must have one label per sample.")
     try:
-        out = validate(X, y, **kwargs)
+        # a C-ordered copy: modules may write into their input (nn.ReLU(inplace=True)), and
+        # torch cannot wrap arrays with negative strides
+        out = validate(X, y, copy=True, order="C", **kwargs)
     except ValueError as exc:
         if "could not convert" in str(exc):
             raise ValueError(f"X must hold numbers (it is cast to float32): {exc}") from exc
@@ -114,7 +128,7 @@ def check_X_y(validate, X, y="no_validation", **kwargs):
 
 def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int) -> None:
     """Run ``module`` on two samples of ``X``: it must work and return (2, n_classes) logits."""
-    probe = torch.as_tensor(X[:2])
+    probe = torch.tensor(X[:2])
     name = type(module).__name__
     was_training = module.training
     try:
@@ -199,3 +213,117 @@ def mode_state_dict(mode: Any, index: int) -> dict[str, torch.Tensor]:
             f"got {type(mode).__name__}."
         )
     return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def check_data(X, y=None, *, n_features=None, name="X"):
+    """Float32, C-ordered copies of tool input, with errors that name the array.
+
+    ``X`` must be non-empty, finite and numeric (n-d allowed); ``y``, when given, one
+    label per sample; ``n_features``, when given, the shape of one sample of ``X``.
+    """
+    from sklearn.utils import check_array
+
+    if y is not None and _length(X) is not None and _length(y) is not None and _length(X) != _length(y):
+        raise ValueError(f"{name} has {_length(X)} samples but y has {_length(y)}; they must have one label per sample.")
+    try:
+        X = check_array(X, dtype=np.float32, allow_nd=True, copy=True, order="C", input_name=name)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a non-empty array of finite numbers: {exc}") from exc
+    if n_features is not None and tuple(X.shape[1:]) != tuple(n_features):
+        raise ValueError(f"{name} has samples of shape {X.shape[1:]}, but the module takes samples of shape {tuple(n_features)}.")
+    if y is None:
+        return X
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, one label per sample; got shape {y.shape}.")
+    return X, y
+
+
+def check_no_bools(estimator, names) -> None:
+    """Refuse ``True``/``False`` for integer parameters (``bool`` is an ``int`` to Python)."""
+    for name in names:
+        value = getattr(estimator, name)
+        if isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"The {name!r} parameter of {type(estimator).__name__} must be an int, not a bool; got {value!r}.")
+
+
+def check_optimizer(optimizer: Any, kwargs: dict[str, Any]) -> None:
+    """``optimizer`` must be a first-order torch optimizer class that ``kwargs`` can build."""
+    if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer subclass (e.g. torch.optim.SGD), got {optimizer!r}.")
+    if "lr" in kwargs:
+        raise ValueError("optimizer__lr was given: set the learning rates with lr (modes) and vertex_lr (vertices).")
+    closure = inspect.signature(optimizer.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise ValueError(
+            f"optimizer={optimizer.__name__} needs a closure in step() (as LBFGS does); training here calls "
+            "step() without one: use SGD, Adam or another first-order optimizer."
+        )
+    try:
+        optimizer([nn.Parameter(torch.zeros(1))], lr=0.1, **kwargs)
+    except (TypeError, ValueError) as exc:
+        args = ", ".join(f"optimizer__{k}={v!r}" for k, v in kwargs.items()) or "no optimizer__ arguments"
+        raise ValueError(f"optimizer={optimizer.__name__} cannot be built with {args}: {exc}") from exc
+
+
+def check_criterion(criterion: Any, kwargs: dict[str, Any], n_classes: int) -> nn.Module:
+    """Build the criterion and check that it reduces logits and class indices to one number."""
+    if not (isinstance(criterion, type) and issubclass(criterion, nn.Module)):
+        raise TypeError(f"criterion must be an nn.Module subclass (e.g. nn.CrossEntropyLoss), got {criterion!r}.")
+    name = criterion.__name__
+    try:
+        built = criterion(**kwargs)
+        out = built(torch.zeros(4, n_classes), torch.arange(4) % n_classes)
+    except Exception as exc:
+        raise ValueError(
+            f"criterion={name} with {', '.join(f'criterion__{k}' for k in kwargs) or 'no arguments'} "
+            f"failed on logits of shape (4, {n_classes}) and class indices: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 0:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"criterion={name} returned {shape} for a batch; it must reduce to one number "
+            f"(criterion__reduction={kwargs.get('reduction', 'mean')!r}: use 'mean')."
+        )
+    return built
+
+
+def check_trainable(module: nn.Module, n_vertices: int) -> None:
+    """The module must have trainable parameters, enough for ``n_vertices`` affinely independent vertices."""
+    n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    if n_params == 0:
+        raise ValueError(
+            f"The module {type(module).__name__} has no trainable parameters (none at all, or all with "
+            "requires_grad=False): there is nothing to train and no simplex to grow."
+        )
+    if n_vertices - 1 > n_params:
+        raise ValueError(
+            f"n_vertices={n_vertices} needs at least {n_vertices - 1} trainable parameters for a simplex "
+            f"of non-zero volume; the module {type(module).__name__} has {n_params}."
+        )
+
+
+def check_callbacks(callbacks) -> None:
+    """Each callback must be a skorch callback (instance, class or (name, callback) pair)
+    that monitors something the mode training records (no validation split there)."""
+    from skorch.callbacks import Callback
+
+    for i, item in enumerate(callbacks or []):
+        cb = item[1] if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) else item
+        if isinstance(cb, type) and issubclass(cb, Callback):
+            try:
+                cb = cb()  # skorch builds callback classes with their defaults
+            except TypeError:
+                continue
+        if not isinstance(cb, Callback):
+            raise TypeError(
+                f"callbacks[{i}] is a {type(cb).__name__}, not a skorch callback (an instance of "
+                "skorch.callbacks.Callback, or a (name, callback) pair)."
+            )
+        monitor = getattr(cb, "monitor", None)
+        if isinstance(monitor, str) and monitor.startswith("valid"):
+            raise ValueError(
+                f"callbacks[{i}] ({type(cb).__name__}) monitors {monitor!r}, but modes train without a "
+                f"validation split, so there is no {monitor!r} to read: monitor 'train_loss' instead, "
+                f"e.g. {type(cb).__name__}(monitor='train_loss')."
+            )

@@ -8,6 +8,7 @@ statistics of its own, recomputed on the training data in one vectorised pass pe
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -16,7 +17,31 @@ from torch import Tensor, nn
 
 from .simplex import Params, batched_forward
 
-__all__ = ["batch_statistics", "batchnorm_buffer_names", "recompute_batchnorm"]
+__all__ = ["batch_statistics", "batchnorm_buffer_names", "has_batchnorm", "recompute_batchnorm", "training_copy"]
+
+
+def _batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    """Whether ``module`` has a BatchNorm layer, which in training mode needs two samples a batch.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import torch
+    >>> has_batchnorm(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))
+    True
+    """
+    return bool(_batchnorm_layers(module))
 
 
 def batchnorm_buffer_names(module: nn.Module) -> list[str]:
@@ -69,7 +94,7 @@ def batch_statistics(module: nn.Module) -> Iterator[nn.Module]:
     >>> net.training, bool((net[1].running_mean == 0).all())  # nothing was written
     (False, True)
     """
-    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = _batchnorm_layers(module)
     saved = [(m, m.track_running_stats) for m in layers]
     was_training = module.training
     try:
@@ -80,6 +105,36 @@ def batch_statistics(module: nn.Module) -> Iterator[nn.Module]:
         for m, flag in saved:
             m.track_running_stats = flag
         module.train(was_training)
+
+
+def training_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` in training mode whose BatchNorm layers use batch statistics only.
+
+    What :func:`batch_statistics` does for a block, made permanent on a copy: a vertex's
+    training steps can then run anywhere (under ``vmap``, with unbatched running
+    statistics) and never write into the buffers they are given.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    nn.Module
+        A deep copy; ``module`` is unchanged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).eval()
+    >>> copy = training_copy(net)
+    >>> copy.training, copy[1].track_running_stats, net.training
+    (True, False, False)
+    """
+    module = copy.deepcopy(module).train()
+    for layer in _batchnorm_layers(module):
+        layer.track_running_stats = False
+    return module
 
 
 @torch.no_grad()
@@ -97,6 +152,8 @@ def recompute_batchnorm(
     module : nn.Module
     params, buffers : dict of str to Tensor of shape ``(n_models, *shape)``
     batches : iterable of Tensor of shape (batch, ...)
+        Each of at least two samples (BatchNorm in training mode cannot normalise one);
+        :func:`~sklearn_espro.simplex.batch_sizes` makes such a split.
 
     Returns
     -------
@@ -117,7 +174,7 @@ def recompute_batchnorm(
     names = batchnorm_buffer_names(module)
     if not names:
         return dict(buffers)
-    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = _batchnorm_layers(module)
     saved = [(m, m.momentum) for m in layers]
     was_training = module.training
     work = {k: v.clone() for k, v in buffers.items()}

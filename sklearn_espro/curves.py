@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from .complexes import modes_on_device
 from .planes import weights_loss
-from .batchnorm import batch_statistics
 from .simplex import Simplex, unflatten
 from .growing import check_finite
 from .training import init_vertex_state, run_epoch
@@ -142,7 +141,8 @@ def _collect(moments: dict[str, Any], theta: Tensor, max_rank: int) -> None:
     theta = theta.detach().double().cpu()
     moments["mean"] = (n * moments["mean"] + theta) / (n + 1)
     moments["sq_mean"] = (n * moments["sq_mean"] + theta.square()) / (n + 1)
-    moments["deviations"] = (moments["deviations"] + [theta - moments["mean"]])[-max_rank:]
+    kept = moments["deviations"] + [theta - moments["mean"]]
+    moments["deviations"] = kept[max(len(kept) - max_rank, 0):]  # the last max_rank (none for 0)
     moments["n"] = n + 1
 
 
@@ -179,7 +179,7 @@ def fit_curve_swag(
     epochs, lr : int, float, default=20, 0.1
     swag_epochs, swag_lr : int, float, default=10, 0.02
     max_rank : int, default=10
-        Deviations kept for the low-rank part.
+        Deviations kept for the low-rank part; ``0`` keeps none (SWAG's diagonal form).
     batch_size, n_train_samples : int, default=128, 5
     device : str, default="auto"
     random_state : int, RandomState instance or None, default=None
@@ -203,22 +203,22 @@ def fit_curve_swag(
     if swag_epochs < 2:
         raise ValueError(f"swag_epochs must be at least 2 to estimate a spread, got {swag_epochs}.")
     ends, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state)
-    template = ends.module
     state = init_vertex_state(
         ends, volume_reg=0.0, lr=lr, n_train_samples=n_train_samples, optimizer=torch.optim.SGD,
         optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(), generator=generator, faces=[(0,), (1,)],
     )
     moments: dict[str, Any] = {"n": 0, "mean": 0.0, "sq_mean": 0.0, "deviations": []}
-    with batch_statistics(template), torch.enable_grad():
+    with torch.enable_grad():
         for epoch in range(epochs + swag_epochs):
             progress = min(epoch / max(epochs, 1), 1.0)
+            rate = swag_lr + (lr - swag_lr) * (1 + math.cos(math.pi * progress)) / 2
             for group in state.optimizer.param_groups:
-                group["lr"] = swag_lr + (lr - swag_lr) * (1 + math.cos(math.pi * progress)) / 2
-            loss, _ = run_epoch(state, X_t, y_t, batch_size)
-            check_finite(loss, epoch, "the curve", group["lr"])
+                group["lr"] = rate
+            loss = run_epoch(state, X_t, y_t, batch_size)["loss"]
+            check_finite(loss, epoch, "the curve", f"lr={lr:g}, swag_lr={swag_lr:g}, rate in this epoch {rate:.4g}")
             if epoch >= epochs:
                 _collect(moments, state.vertex, max_rank)
     mean = moments["mean"]
     points = ends.add_vertex(unflatten(mean.float().to(ends.flat_vertices().device), ends.vertices))
-    return CurveSWAG(points.to("cpu"), mean, moments["sq_mean"], torch.stack(moments["deviations"]),
-                     classes)
+    deviations = torch.stack(moments["deviations"]) if max_rank else mean.new_zeros(0, mean.numel())
+    return CurveSWAG(points.to("cpu"), mean, moments["sq_mean"], deviations, classes)

@@ -16,21 +16,28 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from sklearn.utils.class_weight import compute_class_weight
+
 from ._validation import (
     Interval,
+    RoutedParamsMixin,
     StrOptions,
     build_module,
+    check_callbacks,
+    check_criterion,
     check_module_output,
-    RoutedParamsMixin,
+    check_no_bools,
+    check_optimizer,
+    check_trainable,
     check_X_y,
     resolve_device,
 )
 from ._starts import MAX_SEED, initial_modules, volume_regs
+from .batchnorm import batchnorm_buffer_names, has_batchnorm, recompute_batchnorm
 from .geometry import sample_barycentric
 from .members import fit_simplex
 from .modules import MLP
-from .batchnorm import batchnorm_buffer_names, recompute_batchnorm
-from .simplex import expand, mean_probabilities
+from .simplex import batch_sizes, expand, mean_probabilities, own_global_rng
 
 __all__ = ["ESPROClassifier"]
 
@@ -76,14 +83,26 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     vertex_lr : float, default=0.01
         Learning rate of the vertices.
     batch_size : int, default=128
+        Minibatch size of training. With BatchNorm, a last batch of one sample is left
+        out of a mode's epoch and joins the batch before it in a vertex's epoch.
+    predict_batch_size : int, default=1024
+        Samples per forward pass in ``predict_proba`` (and when BatchNorm statistics are
+        recomputed); memory grows with it times ``n_samples``.
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.SGD
-        Used for modes and vertices with ``optimizer__*`` arguments; for SGD,
-        ``optimizer__momentum`` defaults to 0.9.
+        Used for modes and vertices with ``optimizer__*`` arguments (not ``lr``: see
+        ``lr`` and ``vertex_lr``); for SGD, ``optimizer__momentum`` defaults to 0.9.
+        It must not need a closure in ``step`` (LBFGS does).
     criterion : nn.Module subclass, default=nn.CrossEntropyLoss
-        Built with the ``criterion__*`` arguments; takes logits and class indices.
+        Built with the ``criterion__*`` arguments; takes logits and class indices and
+        returns the mean loss (``reduction="none"`` is refused).
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, as in scikit-learn: ``{label: weight}`` or
+        ``"balanced"`` (``n_samples / (n_classes * counts)``); passed to the criterion
+        as ``weight`` (``nn.CrossEntropyLoss`` takes it).
     callbacks : list of skorch callbacks, default=None
         Added to the skorch net that trains each mode (``ProgressBar``,
-        ``EarlyStopping(monitor="train_loss")``, ...); each mode gets a copy.
+        ``EarlyStopping(monitor="train_loss")``, ...); each mode gets a copy. Modes
+        train without a validation split, so a callback monitoring ``valid_*`` is refused.
     device : {"auto", "cpu", "cuda", ...}, default="auto"
         ``"auto"``: CUDA when available, else the CPU.
     n_jobs : int, default=None
@@ -116,6 +135,13 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
 
     Notes
     -----
+    Every parameter and the module, optimizer, criterion and callbacks are checked
+    before any training starts. A fit never ends with non-finite vertices, log-volumes
+    or probabilities: it raises ``FloatingPointError`` naming the phase instead, and
+    warns (``RuntimeWarning``) when a vertex's loss grew a hundredfold while it trained.
+    ``fit`` leaves torch's global random state as it found it (modes draw dropout from
+    a private copy seeded from ``random_state``), and never writes into ``X``.
+
     A failing ``fit`` (bad input, a loss that becomes NaN, ``KeyboardInterrupt``) leaves
     the estimator exactly as it was before the call; with ``n_jobs > 1`` joblib stops its
     workers. No partial fit is kept: the simplexes are independent, so refitting is the
@@ -154,8 +180,10 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "vertex_lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [type],
         "criterion": [type],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "callbacks": [list, None],
         "device": [StrOptions({"auto"}), str, torch.device],
         "n_jobs": [Integral, None],
@@ -178,8 +206,10 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         lr=0.05,
         vertex_lr=0.01,
         batch_size=128,
+        predict_batch_size=1024,
         optimizer=torch.optim.SGD,
         criterion=nn.CrossEntropyLoss,
+        class_weight=None,
         callbacks=None,
         device="auto",
         n_jobs=None,
@@ -199,8 +229,10 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.vertex_lr = vertex_lr
         self.batch_size = batch_size
+        self.predict_batch_size = predict_batch_size
         self.optimizer = optimizer
         self.criterion = criterion
+        self.class_weight = class_weight
         self.callbacks = callbacks
         self.device = device
         self.n_jobs = n_jobs
@@ -238,8 +270,13 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             self.__dict__.update(before)
             raise
 
+    _INTEGERS = ("n_modes", "n_vertices", "n_train_samples", "n_samples", "max_epochs", "vertex_epochs",
+                 "batch_size", "predict_batch_size", "n_jobs")
+
     def _fit(self, X, y):
+        # 1. everything is checked before anything trains
         self._validate_params()
+        check_no_bools(self, self._INTEGERS)
         self._check_routed()
         X, y = check_X_y(partial(validate_data, self), X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
         check_classification_targets(y)
@@ -249,16 +286,26 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         y_idx = encoder.transform(y).astype(np.int64)
         device = resolve_device(self.device)
         n_classes = len(encoder.classes_)
+        check_optimizer(self.optimizer, self._optimizer_kwargs())
+        criterion_kwargs = self._criterion_kwargs(encoder.classes_, y)
+        check_criterion(self.criterion, criterion_kwargs, n_classes)
+        check_callbacks(self.callbacks)
         rng = check_random_state(self.random_state)
         build = partial(self._build, X.shape[1], n_classes)
-        modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
-        check_module_output(modules[0], X, n_classes)
-        seeds = rng.randint(MAX_SEED, size=len(modules))
-        # drawn last, so that the modes do not depend on n_vertices
-        regs = volume_regs(build, self.volume_reg, self.n_vertices, rng)
+        with own_global_rng(device):
+            modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
+            check_trainable(modules[0], self.n_vertices)
+            if has_batchnorm(modules[0]) and self.batch_size < 2:
+                raise ValueError("batch_size=1, but the module has BatchNorm layers, which need two samples a batch.")
+            check_module_output(modules[0], X, n_classes)
+            seeds = rng.randint(MAX_SEED, size=len(modules))
+            # drawn last, so that the modes do not depend on n_vertices
+            regs = volume_regs(build, self.volume_reg, self.n_vertices, rng)
+        # 2. one job per mode and its simplex
         shared = {
             "n_vertices": self.n_vertices, "n_samples": self.n_samples, "pretrained": pretrained,
-            "mode_kwargs": self._mode_kwargs(n_classes), "vertex_kwargs": self._vertex_kwargs(),
+            "mode_kwargs": self._mode_kwargs(n_classes, criterion_kwargs),
+            "vertex_kwargs": self._vertex_kwargs(criterion_kwargs),
             "volume_regs": regs, "device": device, "verbose": self.verbose,
         }
         results = Parallel(n_jobs=self.n_jobs)(
@@ -279,20 +326,33 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
         )
 
-    def _mode_kwargs(self, n_classes: int) -> dict[str, Any]:
+    def _criterion_kwargs(self, classes: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+        kwargs = self._routed("criterion__")
+        if self.class_weight is None:
+            return kwargs
+        if "weight" in kwargs:
+            raise ValueError("Both class_weight and criterion__weight were given; pass one of them.")
+        if isinstance(self.class_weight, dict):
+            unknown = set(self.class_weight) - set(classes.tolist())
+            if unknown:
+                raise ValueError(f"class_weight names labels that are not in y: {sorted(unknown, key=str)}.")
+        weights = compute_class_weight(self.class_weight, classes=classes, y=y)
+        return {**kwargs, "weight": torch.tensor(weights, dtype=torch.float32)}
+
+    def _mode_kwargs(self, n_classes: int, criterion_kwargs: dict[str, Any]) -> dict[str, Any]:
         return {
             "n_classes": n_classes, "max_epochs": self.max_epochs, "lr": self.lr,
             "batch_size": self.batch_size, "optimizer": self.optimizer,
             "optimizer_kwargs": self._optimizer_kwargs(), "criterion": self.criterion,
-            "criterion_kwargs": self._routed("criterion__"), "callbacks": self.callbacks or [],
+            "criterion_kwargs": criterion_kwargs, "callbacks": self.callbacks or [],
         }
 
-    def _vertex_kwargs(self) -> dict[str, Any]:
+    def _vertex_kwargs(self, criterion_kwargs: dict[str, Any]) -> dict[str, Any]:
         return {
             "epochs": self.vertex_epochs, "lr": self.vertex_lr, "batch_size": self.batch_size,
             "n_train_samples": self.n_train_samples, "optimizer": self.optimizer,
             "optimizer_kwargs": self._optimizer_kwargs(),
-            "criterion": self.criterion(**self._routed("criterion__")),
+            "criterion": self.criterion(**criterion_kwargs),
         }
 
     def __sklearn_is_fitted__(self):
@@ -324,14 +384,40 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes)
+        ndarray of shape (n_samples, n_classes), float64
             Rows sum to one.
+
+        Raises
+        ------
+        FloatingPointError
+            When the module returns NaN or infinite logits for some rows of ``X``.
         """
         X = self._validate_X(X)
         device = resolve_device(self.device, fallback=True)
         proba = mean_probabilities(self.simplexes_, self.sample_coords_, self.sample_buffers_,
-                                   torch.as_tensor(X), self.batch_size, device)
-        return proba.numpy()
+                                   torch.from_numpy(X), self.predict_batch_size, device).numpy()
+        bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+        if len(bad):
+            raise FloatingPointError(
+                f"The module returned non-finite logits for {len(bad)} of {len(X)} rows of X (the first is "
+                f"row {bad[0]}): their probabilities are undefined."
+            )
+        return proba
+
+    def predict_log_proba(self, X):
+        """Natural log of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            ``-inf`` where a probability is exactly zero.
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
 
     def predict(self, X):
         """Class labels of the highest mean probability.
@@ -353,6 +439,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         n_models : int
+            At least 0.
         X : array-like of shape (n_samples, ...), default=None
             Data on which BatchNorm statistics of each model are recomputed; required
             when the module has BatchNorm layers and the simplexes have more than one vertex.
@@ -364,19 +451,23 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             On the CPU, in evaluation mode.
         """
         check_is_fitted(self)
+        if isinstance(n_models, (bool, np.bool_)) or not isinstance(n_models, Integral) or n_models < 0:
+            raise ValueError(f"n_models must be a non-negative int, got {n_models!r}.")
         rng = check_random_state(random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(MAX_SEED)))
-        X_t = None if X is None else torch.as_tensor(self._validate_X(X))
+        X_t = None if X is None else torch.from_numpy(self._validate_X(X))
         counts = np.bincount(np.arange(n_models) % len(self.simplexes_), minlength=len(self.simplexes_))
         per_simplex = []
-        for simplex, count in zip(self.simplexes_, counts):
-            coords = sample_barycentric(int(count), simplex.n_vertices, generator=generator)
-            buffers = expand(simplex.buffers, int(count))
-            if simplex.n_vertices > 1 and batchnorm_buffer_names(simplex.module) and count:
-                if X_t is None:
-                    raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
-                buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, X_t.split(self.batch_size))
-            per_simplex.append([simplex.to_module(t, {k: v[i] for k, v in buffers.items()}).eval()
-                                for i, t in enumerate(coords)])
+        with own_global_rng():  # dropout while BatchNorm statistics are recomputed
+            for simplex, count in zip(self.simplexes_, counts):
+                coords = sample_barycentric(int(count), simplex.n_vertices, generator=generator)
+                buffers = expand(simplex.buffers, int(count))
+                if simplex.n_vertices > 1 and batchnorm_buffer_names(simplex.module) and count:
+                    if X_t is None:
+                        raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
+                    batches = X_t.split(batch_sizes(len(X_t), self.predict_batch_size, 2))
+                    buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, batches)
+                per_simplex.append([simplex.to_module(t, {k: v[i] for k, v in buffers.items()}).eval()
+                                    for i, t in enumerate(coords)])
         # round-robin order: model i comes from simplex i % n_simplexes
         return [per_simplex[i % len(per_simplex)][i // len(per_simplex)] for i in range(n_models)]

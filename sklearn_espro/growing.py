@@ -8,15 +8,15 @@ repeats it; :func:`scaled_volume_regs` normalises the volume weight ``lambda``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .batchnorm import batch_statistics
 from .geometry import log_simplex_volume
-from .simplex import Simplex, flatten, unflatten
+from .simplex import Simplex, flatten, trainable_parameters, unflatten
 from .training import init_vertex_state, run_epoch
 
 __all__ = ["grow_simplex", "grow_vertex", "scaled_volume_regs"]
@@ -24,11 +24,24 @@ __all__ = ["grow_simplex", "grow_vertex", "scaled_volume_regs"]
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
-def check_finite(loss: float, epoch: int, phase: str, lr: float) -> None:
+def check_finite(loss: float, epoch: int, phase: str, settings: str) -> None:
+    """Raise FloatingPointError, naming the phase and its settings, if ``loss`` is NaN or infinite."""
     if not math.isfinite(loss):
         raise FloatingPointError(
-            f"The training loss became {loss} in epoch {epoch + 1} of {phase}. "
-            f"Training diverged: try a smaller learning rate (it was {lr:g})."
+            f"The training loss became {loss} in epoch {epoch + 1} of {phase} ({settings}). "
+            "Training diverged; the usual causes: a learning rate (or, for vertices, a volume weight) "
+            "too large for this network, inputs on a very large scale, or a module or criterion "
+            "that returns NaN or infinity."
+        )
+
+
+def warn_if_loss_grew(start: float, end: float, phase: str, settings: str) -> None:
+    """Warn when the data loss ended more than 100 times above where it started (floor 0.01)."""
+    if end > 100 * max(start, 0.01):
+        warnings.warn(
+            f"The training loss of {phase} grew from {start:.4g} to {end:.4g} ({settings}): its "
+            "sampled models left the low-loss region. A smaller vertex_lr or volume_reg keeps them there.",
+            RuntimeWarning, stacklevel=2,
         )
 
 
@@ -60,7 +73,7 @@ def scaled_volume_regs(volume_reg: float, fresh: Sequence[nn.Module]) -> list[fl
     >>> regs[0], len(regs), 0 < regs[2] <= 0.1
     (0.0, 3, True)
     """
-    flat = torch.stack([flatten(dict(m.named_parameters()), 0).detach() for m in fresh])
+    flat = torch.stack([flatten(trainable_parameters(m), 0) for m in fresh])
     regs = [0.0]
     for n in range(2, len(fresh) + 1):
         regs.append(volume_reg / max(abs(float(log_simplex_volume(flat[:n]))), 1.0))
@@ -104,7 +117,18 @@ def grow_vertex(
     simplex : Simplex
         With the trained vertex appended.
     history : list of dict
-        One record per epoch: ``phase``, ``vertex``, ``epoch``, ``loss``, ``log_volume``.
+        One record per epoch: ``phase``, ``vertex``, ``epoch``, ``loss`` (regularised),
+        ``data_loss`` (of the sampled models) and ``log_volume``.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss becomes NaN or infinite (naming ``phase``).
+
+    Warns
+    -----
+    RuntimeWarning
+        When the data loss of the last epoch is over 100 times that of the first step.
 
     Examples
     --------
@@ -119,17 +143,22 @@ def grow_vertex(
     """
     state = init_vertex_state(simplex, **kwargs)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1))
-    history = []
+    settings = f"vertex_lr={kwargs['lr']:g}, scaled volume weight {state.volume_reg:.4g}"
+    history, start = [], None
     index = simplex.n_vertices
-    with batch_statistics(simplex.module), torch.enable_grad():  # also when called under no_grad
+    with torch.enable_grad():  # also when called under no_grad
         for epoch in range(epochs):
-            loss, log_volume = run_epoch(state, X, y, batch_size)
+            result = run_epoch(state, X, y, batch_size)
             schedule.step()
-            check_finite(loss, epoch, phase, kwargs["lr"])
-            record = {"phase": "vertex", "vertex": index, "epoch": epoch, "loss": loss, "log_volume": log_volume}
+            check_finite(result["loss"], epoch, phase, settings)
+            start = result["start_data_loss"] if start is None else start
+            record = {"phase": "vertex", "vertex": index, "epoch": epoch, "loss": result["loss"],
+                      "data_loss": result["data_loss"], "log_volume": result["log_volume"]}
             history.append(record)
             if on_epoch is not None:
                 on_epoch(record)
+    if history:
+        warn_if_loss_grew(start, history[-1]["data_loss"], phase, settings)
     return simplex.add_vertex(unflatten(state.vertex.detach(), simplex.vertices, n_leading=1)), history
 
 

@@ -17,8 +17,8 @@ from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
 from .geometry import sample_barycentric
-from .batchnorm import recompute_batchnorm
-from .simplex import Simplex, expand
+from .batchnorm import has_batchnorm, recompute_batchnorm
+from .simplex import Simplex, batch_sizes, batched_forward, expand, own_global_rng
 from .growing import EpochCallback, check_finite, grow_simplex
 
 __all__ = ["fit_simplex", "train_mode"]
@@ -86,7 +86,8 @@ def train_mode(
     criterion_kwargs : dict
     device : str
     seed : int
-        Seeds the shuffling of minibatches (and the global torch RNG, for dropout).
+        Seeds the shuffling of minibatches and, for dropout, a private copy of torch's
+        global random state (the caller's is left as it was).
     callbacks : sequence of skorch callbacks, default=()
         Extra callbacks for the skorch net; each is deep-copied first.
     phase : str, default="mode"
@@ -117,12 +118,13 @@ def train_mode(
     class _Record(Callback):
         def on_epoch_end(self, net, **kwargs):
             loss = float(net.history[-1, "train_loss"])
-            check_finite(loss, len(history), phase, lr)
+            check_finite(loss, len(history), phase, f"lr={lr:g}")
             history.append({"phase": "mode", "vertex": 0, "epoch": len(history), "loss": loss})
             if on_epoch is not None:
                 on_epoch(history[-1])
 
-    torch.manual_seed(seed)
+    # BatchNorm cannot normalise a last batch of one sample: leave that one sample out
+    drop_last = len(X) % batch_size == 1 and has_batchnorm(module)
     net = ModeNet(
         module,
         criterion=criterion,
@@ -140,12 +142,14 @@ def train_mode(
             *copy.deepcopy(list(callbacks)),
         ],
         iterator_train__shuffle=True,
+        iterator_train__drop_last=drop_last,
         iterator_train__generator=torch.Generator().manual_seed(seed),
         **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
         **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
     )
     try:
-        net.fit(X, y)
+        with own_global_rng(device, seed):
+            net.fit(X, y)
     except _Interrupted:
         raise KeyboardInterrupt(f"training of {phase} was interrupted") from None
     net.module_.zero_grad(set_to_none=True)  # the last step's gradients are no part of the mode
@@ -232,22 +236,11 @@ def fit_simplex(
             module, history = train_mode(
                 module, X, y, seed=seed, device=device, phase=f"the mode of {name}", on_epoch=on_epoch, **mode_kwargs
             )
-        torch.manual_seed(seed)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        simplex = Simplex.from_module(module.to(device).eval()).to(device)
-        X_t = torch.as_tensor(X, device=device)
-        y_t = torch.as_tensor(y, device=device)
-        simplex, records = grow_simplex(
-            simplex, X_t, y_t, n_vertices, volume_regs=volume_regs, phase=name,
-            generator=generator, on_epoch=on_epoch, **vertex_kwargs,
-        )
+        with own_global_rng(device, seed):
+            simplex, coords, buffers, records = _grow_and_sample(
+                module, X, y, n_vertices, n_samples, vertex_kwargs, volume_regs, device, seed, name, on_epoch
+            )
         history += records
-        n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
-        coords = sample_barycentric(n_draws, n_vertices, generator=generator, device=device)
-        buffers = expand(simplex.buffers, n_draws)
-        if n_vertices > 1:
-            batches = X_t.split(vertex_kwargs["batch_size"])
-            buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, batches)
     finally:
         bar.close()
     return {
@@ -256,3 +249,45 @@ def fit_simplex(
         "buffers": {k: v.cpu().clone() for k, v in buffers.items()},
         "history": history,
     }
+
+
+def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex_kwargs, volume_regs, device, seed, name, on_epoch):
+    """Grow the simplex of a trained mode and fix its prediction models (steps 2 and 3)."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    simplex = Simplex.from_module(module.to(device).eval()).to(device)
+    X_t = torch.as_tensor(X, device=device)
+    y_t = torch.as_tensor(y, device=device)
+    vertex_kwargs = {**vertex_kwargs, "criterion": vertex_kwargs["criterion"].to(device)}
+    simplex, records = grow_simplex(
+        simplex, X_t, y_t, n_vertices, volume_regs=volume_regs, phase=name,
+        generator=generator, on_epoch=on_epoch, **vertex_kwargs,
+    )
+    n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
+    coords = sample_barycentric(n_draws, n_vertices, generator=generator, device=device)
+    buffers = expand(simplex.buffers, n_draws)
+    if n_vertices > 1:
+        sizes = batch_sizes(len(X_t), vertex_kwargs["batch_size"], 2 if has_batchnorm(simplex.module) else 1)
+        buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, X_t.split(sizes))
+    _check_fitted_simplex(simplex, coords, buffers, X_t[: vertex_kwargs["batch_size"]], name)
+    return simplex, coords, buffers, records
+
+
+@torch.no_grad()
+def _check_fitted_simplex(simplex: Simplex, coords, buffers, x, name: str) -> None:
+    """Raise FloatingPointError unless vertices, log-volume, buffers and the probabilities
+    of the prediction models on ``x`` (a batch of training data) are all finite."""
+    flat = simplex.flat_vertices()
+    bad = (~torch.isfinite(flat)).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        raise FloatingPointError(f"Vertex {bad[0]} of {name} has non-finite weights after training.")
+    if simplex.n_vertices > 1 and not torch.isfinite(simplex.log_volume()):
+        raise FloatingPointError(
+            f"The log-volume of {name} is {float(simplex.log_volume())}: its vertices are affinely dependent."
+        )
+    if not all(torch.isfinite(v).all() for v in buffers.values() if v.is_floating_point()):
+        raise FloatingPointError(f"The buffers (BatchNorm statistics) of {name} are not finite.")
+    logits = batched_forward(simplex.module.eval(), simplex.combine(coords), buffers, x)
+    if not torch.isfinite(logits.double().softmax(-1)).all():
+        raise FloatingPointError(
+            f"The models kept for prediction from {name} give non-finite probabilities on the training data."
+        )

@@ -10,27 +10,111 @@ one vectorised forward through ``torch.func.vmap`` over
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .geometry import log_simplex_volume
 
 __all__ = [
     "Simplex",
+    "batch_sizes",
     "batched_forward",
     "combine",
     "expand",
+    "fixed_tensors",
     "flatten",
     "mean_probabilities",
+    "own_global_rng",
+    "trainable_parameters",
     "unflatten",
 ]
 
 Params = dict[str, Tensor]
+
+
+def trainable_parameters(module: nn.Module) -> Params:
+    """The parameters that a simplex varies: those with ``requires_grad``, tied ones once.
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    dict of str to Tensor
+        Detached, in ``named_parameters`` order (a parameter shared by two layers appears
+        under its first name only).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 1)
+    >>> net.bias.requires_grad_(False)
+    Parameter containing:...
+    >>> list(trainable_parameters(net))
+    ['weight']
+    """
+    return {k: v.detach() for k, v in module.named_parameters() if v.requires_grad}
+
+
+def fixed_tensors(module: nn.Module) -> Params:
+    """What every point of a simplex shares: buffers and frozen parameters (``requires_grad=False``).
+
+    Parameters
+    ----------
+    module : nn.Module
+
+    Returns
+    -------
+    dict of str to Tensor
+        Detached tensors of ``module`` (not copies).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.BatchNorm1d(2)
+    >>> net.weight.requires_grad_(False)
+    Parameter containing:...
+    >>> sorted(fixed_tensors(net))
+    ['num_batches_tracked', 'running_mean', 'running_var', 'weight']
+    """
+    frozen = {k: v.detach() for k, v in module.named_parameters() if not v.requires_grad}
+    return {**frozen, **{k: v.detach() for k, v in module.named_buffers()}}
+
+
+def batch_sizes(n_samples: int, batch_size: int, min_size: int = 1) -> list[int]:
+    """Sizes of consecutive minibatches of ``n_samples``, none smaller than ``min_size``.
+
+    A last batch shorter than ``min_size`` joins the one before it (a BatchNorm layer
+    in training mode needs two samples; a batch of one would fail).
+
+    Parameters
+    ----------
+    n_samples, batch_size : int
+    min_size : int, default=1
+
+    Returns
+    -------
+    list of int
+        Summing to ``n_samples``.
+
+    Examples
+    --------
+    >>> batch_sizes(129, 64, min_size=2)
+    [64, 65]
+    >>> batch_sizes(10, 4)
+    [4, 4, 2]
+    """
+    sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
+    if len(sizes) > 1 and sizes[-1] < min_size:
+        last = sizes.pop()
+        sizes[-1] += last
+    return sizes
 
 
 def flatten(params: Mapping[str, Tensor], n_leading: int = 1) -> Tensor:
@@ -187,20 +271,82 @@ def batched_forward(
 
 
 @contextmanager
-def _vectorisable_attention() -> Iterator[None]:
-    """Attention kernels that vmap vectorises.
+def own_global_rng(device: torch.device | str = "cpu", seed: int | None = None) -> Iterator[None]:
+    """Run a block on a private copy of torch's global random state, restored after.
 
-    The fused kernels (``nn.TransformerEncoderLayer``'s inference fast path, flash
-    scaled-dot-product attention) have no vmap rule and would run one model at a time;
-    the plain layers and the math attention backend vectorise.
+    Dropout (and ``vmap(randomness="different")``) draw from the global generator; inside
+    this block they may, seeded with ``seed`` for reproducibility, while the caller's
+    random state is left exactly as it was.
+
+    Parameters
+    ----------
+    device : torch.device or str, default="cpu"
+        A CUDA device's generator is saved and restored as well.
+    seed : int, default=None
+        Seeds the global generators inside the block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> expected = torch.manual_seed(0) and torch.rand(2)
+    >>> _ = torch.manual_seed(0)
+    >>> with own_global_rng(seed=1):
+    ...     _ = torch.rand(3)
+    >>> bool((torch.rand(2) == expected).all())  # as if the block had not run
+    True
     """
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        if seed is not None:
+            torch.default_generator.manual_seed(seed)
+            if cuda:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+        yield
+
+
+_ATTENTION_FLAGS = (  # global switches (getter, setter, value inside); those an old torch lacks are skipped
+    ("mha", "get_fastpath_enabled", "set_fastpath_enabled", False),
+    ("cuda", "flash_sdp_enabled", "enable_flash_sdp", False),
+    ("cuda", "mem_efficient_sdp_enabled", "enable_mem_efficient_sdp", False),
+    ("cuda", "cudnn_sdp_enabled", "enable_cudnn_sdp", False),
+    ("cuda", "math_sdp_enabled", "enable_math_sdp", True),
+)
+_attention_lock = threading.Lock()
+_attention_users = 0
+_attention_saved: list = []
+
+
+@contextmanager
+def _vectorisable_attention() -> Iterator[None]:
+    """Attention kernels that vmap vectorises, with torch's global switches restored after.
+
+    The fused kernels (``nn.TransformerEncoderLayer``'s inference fast path, flash and
+    memory-efficient scaled-dot-product attention) have no vmap rule and would run one
+    model at a time; the plain layers and the math backend vectorise. These switches
+    are process-wide, so concurrent calls (threads) share one count: the first to enter
+    saves and switches them off, the last to leave restores what it saved.
+    """
+    global _attention_users
+    with _attention_lock:
+        if _attention_users == 0:
+            _attention_saved.clear()
+            for backend, getter, setter, value in _ATTENTION_FLAGS:
+                module = getattr(torch.backends, backend)
+                if hasattr(module, getter) and hasattr(module, setter):
+                    _attention_saved.append((getattr(module, setter), getattr(module, getter)()))
+                    getattr(module, setter)(value)
+        _attention_users += 1
     try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
+        yield
     finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
+        with _attention_lock:
+            _attention_users -= 1
+            if _attention_users == 0:
+                for setter, value in _attention_saved:
+                    setter(value)
 
 
 @torch.no_grad()
@@ -243,7 +389,7 @@ def mean_probabilities(
         params = simplex.combine(t.to(device))
         b = {k: v.to(device) for k, v in b.items()}
         parts = [batched_forward(simplex.module.eval(), params, b, xb).double().softmax(-1).mean(0)
-                 for xb in x.split(batch_size)]
+                 for xb in x.split(batch_size)]  # evaluation mode: any batch size works
         total = torch.cat(parts) if total is None else total + torch.cat(parts)
     return (total / total.sum(1, keepdim=True)).cpu()
 
@@ -254,12 +400,14 @@ class Simplex:
     Parameters
     ----------
     module : nn.Module
-        The architecture. Its weights are ignored; its buffers are the default ones.
+        The architecture. Its trainable weights are ignored; its buffers and frozen
+        parameters are the default shared tensors.
     vertices : dict of str to Tensor of shape ``(n_vertices, *shape)``
-        One entry per parameter of ``module``, vertices stacked along dimension 0.
+        One entry per trainable parameter of ``module`` (:func:`trainable_parameters`),
+        vertices stacked along dimension 0.
     buffers : dict of str to Tensor, default=None
-        Buffers (BatchNorm statistics, ...) shared by the points of the simplex; by
-        default those of ``module``.
+        What the points of the simplex share: buffers (BatchNorm statistics, ...) and
+        frozen parameters, by default those of ``module`` (:func:`fixed_tensors`).
 
     Examples
     --------
@@ -273,15 +421,16 @@ class Simplex:
     def __init__(self, module: nn.Module, vertices: Params, buffers: Params | None = None):
         self.module = module
         self.vertices = dict(vertices)
-        if buffers is None:
-            buffers = {k: v.detach() for k, v in module.named_buffers()}
-        self.buffers = dict(buffers)
+        self.buffers = dict(fixed_tensors(module) if buffers is None else buffers)
 
     @classmethod
     def from_module(cls, module: nn.Module) -> Simplex:
-        """The 0-simplex (one vertex) at the current weights of ``module``."""
-        vertices = {k: v.detach().clone().unsqueeze(0) for k, v in module.named_parameters()}
-        buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
+        """The 0-simplex (one vertex) at the current trainable weights of ``module``.
+
+        Frozen parameters (``requires_grad=False``) are shared by every point, as buffers are.
+        """
+        vertices = {k: v.clone().unsqueeze(0) for k, v in trainable_parameters(module).items()}
+        buffers = {k: v.clone() for k, v in fixed_tensors(module).items()}
         return cls(module, vertices, buffers)
 
     @property
@@ -325,11 +474,17 @@ class Simplex:
             self.module.train(was_training)
 
     def to_module(self, coords: Tensor, buffers: Params | None = None) -> nn.Module:
-        """A plain ``nn.Module`` with the weights at ``coords`` (n_vertices,)."""
+        """A plain ``nn.Module`` with the weights at ``coords`` (n_vertices,).
+
+        Values are copied into the module's own tensors by name, so parameters tied
+        between layers stay tied.
+        """
         module = copy.deepcopy(self.module)
         params = {k: v[0] for k, v in self.combine(coords.reshape(1, -1)).items()}
-        state = {**self.buffers, **(buffers or {}), **params}
-        module.load_state_dict(state, strict=True)
+        values = {**self.buffers, **(buffers or {}), **params}
+        with torch.no_grad():
+            for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                tensor.copy_(values[name])
         return module
 
     def to(self, device: torch.device | str) -> Simplex:

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .batchnorm import has_batchnorm, training_copy
 from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
-from .simplex import Params, Simplex, batched_forward, unflatten
+from .simplex import Params, Simplex, batch_sizes, batched_forward, unflatten
 
 __all__ = [
     "get_loss",
@@ -31,7 +32,8 @@ __all__ = [
 class VertexState:
     """What the simplex-training verbs share while one vertex trains (flat parameters)."""
 
-    module: nn.Module  # in batch-statistics training mode
+    module: nn.Module  # a copy in training mode, BatchNorm normalising by batch statistics
+    min_chunk: int  # samples each sampled model needs at least (2 with BatchNorm)
     like: Params  # parameter names and shapes, for unflattening
     frozen: Tensor  # (n_frozen, n_params)
     vertex: nn.Parameter  # (n_params,), the only trainable tensor
@@ -164,8 +166,10 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
 def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
     """One optimizer step on a minibatch split into ``n_train_samples`` chunks.
 
-    Each chunk is seen by its own model sampled from the simplex. Up to H - 1 trailing
-    samples of a batch that H does not divide are left out of this step.
+    Each chunk is seen by its own model sampled from the simplex. A short batch gets
+    fewer chunks, never chunks smaller than ``state.min_chunk`` (2 with BatchNorm, which
+    cannot normalise one sample). Up to H - 1 trailing samples of a batch that the number
+    of chunks does not divide are left out of this step.
 
     Parameters
     ----------
@@ -191,7 +195,7 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     >>> bool((state.vertex != before).any())  # only the new vertex moved
     True
     """
-    n_chunks = min(state.n_train_samples, len(xb))
+    n_chunks = max(min(state.n_train_samples, len(xb) // state.min_chunk), 1)
     size = len(xb) // n_chunks
     x_chunks = xb[: n_chunks * size].unflatten(0, (n_chunks, size))
     y_chunks = yb[: n_chunks * size].unflatten(0, (n_chunks, size))
@@ -202,8 +206,8 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     return loss.detach(), log_volume.detach()
 
 
-def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
-    """One pass over shuffled ``X``; returns the mean regularised loss and the final log-volume.
+def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict[str, float]:
+    """One pass over shuffled ``X``, with a short last batch joined to the one before.
 
     Parameters
     ----------
@@ -214,8 +218,10 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> tupl
 
     Returns
     -------
-    loss, log_volume : float
-        Read from the device once, at the end of the epoch.
+    dict of str to float
+        ``loss`` (mean regularised loss), ``data_loss`` (mean loss of the sampled models),
+        ``start_data_loss`` (that of the first step, before any update) and
+        ``log_volume`` (after the last step); read from the device once, at the end.
 
     Examples
     --------
@@ -225,20 +231,20 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> tupl
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
     ...     generator=torch.Generator().manual_seed(0))
-    >>> loss, log_volume = run_epoch(state, torch.randn(20, 4), torch.randint(3, (20,)), batch_size=10)
-    >>> isinstance(loss, float) and isinstance(log_volume, float)
-    True
+    >>> sorted(run_epoch(state, torch.randn(20, 4), torch.randint(3, (20,)), batch_size=10))
+    ['data_loss', 'log_volume', 'loss', 'start_data_loss']
     """
     order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)
-    total = torch.zeros((), device=X.device, dtype=torch.float64)
-    log_volume = torch.zeros((), device=X.device, dtype=torch.float64)
-    n_batches = 0
-    for start in range(0, len(X), batch_size):
-        idx = order[start : start + batch_size]
+    sums = torch.zeros(2, device=X.device, dtype=torch.float64)  # regularised and data loss
+    start = log_volume = None
+    batches = order.split(batch_sizes(len(X), batch_size, state.min_chunk))
+    for idx in batches:
         loss, log_volume = train_step(state, X[idx], y[idx])
-        total += loss
-        n_batches += 1
-    return float(total) / max(n_batches, 1), float(log_volume)
+        data_loss = loss + state.volume_reg * log_volume.to(loss.dtype)
+        sums += torch.stack([loss, data_loss]).to(sums.dtype)
+        start = data_loss if start is None else start
+    values = torch.cat([sums / len(batches), torch.stack([start, log_volume]).to(sums.dtype)]).tolist()
+    return dict(zip(("loss", "data_loss", "start_data_loss", "log_volume"), values))
 
 
 def _initial_vertex(frozen: Params, noise: float, generator: torch.Generator) -> nn.Parameter:
@@ -308,12 +314,14 @@ def init_vertex_state(
     (torch.Size([1, 15]), torch.Size([15]))
     """
     frozen = simplex.flat_vertices()
+    module = training_copy(simplex.module)
     rows = torch.as_tensor(faces if faces is not None else [list(range(len(frozen)))], dtype=torch.long,
                            device=generator.device)  # on the device: no host copy per step
     hulls = [(*hull_basis(frozen[row]), log_simplex_volume(frozen[row])) for row in rows]
     vertex = _initial_vertex(simplex.vertices, init_noise, generator)
     return VertexState(
-        module=simplex.module,
+        module=module,
+        min_chunk=2 if has_batchnorm(module) else 1,
         like=simplex.vertices,
         frozen=frozen,
         vertex=vertex,
