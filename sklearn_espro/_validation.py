@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from torch import nn
 
 __all__ = [
@@ -30,9 +30,11 @@ __all__ = [
     "check_optimizer",
     "check_trainable",
     "check_X_y",
+    "check_modes",
     "mode_state_dict",
     "reset_parameters",
     "resolve_device",
+    "validate_params",
 ]
 
 
@@ -126,9 +128,12 @@ def check_X_y(validate, X, y="no_validation", **kwargs):
     return out
 
 
-def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int) -> None:
-    """Run ``module`` on two samples of ``X``: it must work and return (2, n_classes) logits."""
-    probe = torch.tensor(X[:2])
+def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int | None) -> None:
+    """Run ``module`` on two samples of ``X``: it must work and return (2, n_classes) logits.
+
+    ``n_classes=None`` accepts any number of logits.
+    """
+    probe = torch.tensor(X[:2], device=next(iter(module.parameters()), torch.empty(0)).device)
     name = type(module).__name__
     was_training = module.training
     try:
@@ -143,6 +148,8 @@ def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int) -> Non
         module.train(was_training)
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"The module {name} returned a {type(out).__name__}; it must return a tensor of logits.")
+    if n_classes is None:
+        n_classes = out.shape[-1] if out.ndim == 2 else -1
     if tuple(out.shape) != (len(probe), n_classes):
         raise ValueError(
             f"The module {name} returned logits of shape {tuple(out.shape)} for a batch of "
@@ -327,3 +334,23 @@ def check_callbacks(callbacks) -> None:
                 f"validation split, so there is no {monitor!r} to read: monitor 'train_loss' instead, "
                 f"e.g. {type(cb).__name__}(monitor='train_loss')."
             )
+
+
+def check_modes(modes: Any, n_min: int = 1, n_max: int | None = None) -> list[nn.Module]:
+    """A list of ``nn.Module`` of one architecture (same parameter and buffer names and shapes)."""
+    if isinstance(modes, nn.Module) or not hasattr(modes, "__len__"):
+        raise TypeError(f"modes must be a sequence of nn.Module, got {type(modes).__name__}.")
+    modes = list(modes)
+    count = f"{n_min}" if n_max == n_min else f"at least {n_min}" if n_max is None else f"{n_min} to {n_max}"
+    if not n_min <= len(modes) <= (n_max or len(modes)):
+        raise ValueError(f"modes must hold {count} networks; got {len(modes)}.")
+    for i, mode in enumerate(modes):
+        if not isinstance(mode, nn.Module):
+            raise TypeError(f"modes[{i}] is a {type(mode).__name__}, not an nn.Module.")
+    layout = {k: tuple(v.shape) for k, v in modes[0].state_dict().items()}
+    for i, mode in enumerate(modes[1:], 1):
+        other = {k: tuple(v.shape) for k, v in mode.state_dict().items()}
+        if other != layout:
+            diff = sorted(set(layout.items()) ^ set(other.items()))[:3]
+            raise ValueError(f"modes[{i}] does not have the architecture of modes[0] (they differ in {diff}).")
+    return modes

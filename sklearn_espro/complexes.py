@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -12,10 +13,13 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
-from ._validation import reset_parameters, resolve_device
+from ._validation import (
+    Interval, check_data, check_module_output, check_modes, check_optimizer, reset_parameters, resolve_device,
+    validate_params,
+)
 from .geometry import log_simplex_volume, sample_complex_coords
 from .growing import grow_vertex, scaled_volume_regs
-from .simplex import Simplex, expand, mean_probabilities
+from .simplex import Simplex, expand, mean_probabilities, own_global_rng
 
 __all__ = ["SimplicialComplex", "connect_modes"]
 
@@ -45,6 +49,11 @@ class SimplicialComplex:
         self.points = points
         self.simplexes = [tuple(int(i) for i in s) for s in simplexes]
         self.classes = None if classes is None else np.asarray(classes)
+        if not self.simplexes or len({len(s) for s in self.simplexes}) != 1 or not self.simplexes[0]:
+            raise ValueError(f"simplexes must be a non-empty list of vertex-index tuples of one length; got {simplexes!r}.")
+        outside = [i for s in self.simplexes for i in s if not 0 <= i < points.n_vertices]
+        if outside:
+            raise ValueError(f"simplexes name vertex {outside[0]}, but the complex has {points.n_vertices} vertices (0 to {points.n_vertices - 1}).")
 
     @property
     def n_vertices(self) -> int:
@@ -99,11 +108,13 @@ class SimplicialComplex:
         ndarray of shape (n_samples_X, n_classes)
             Columns in the order of ``classes`` (sorted labels).
         """
+        _check_prediction_args(n_samples, batch_size)
+        x = check_data(X)
+        check_module_output(self.points.module, x, None if self.classes is None else len(self.classes))
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         coords = self.sample_coords(n_samples, torch.Generator().manual_seed(seed))
         buffers = expand(self.points.buffers, n_samples)
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        return mean_probabilities([self.points], [coords], [buffers], x, batch_size).numpy()
+        return mean_probabilities([self.points], [coords], [buffers], torch.from_numpy(x), batch_size).numpy()
 
     def predict(self, X, n_samples: int = 20, random_state=None) -> np.ndarray:
         """The class of highest mean probability: a label of ``classes`` (or its index if None)."""
@@ -122,8 +133,17 @@ class SimplicialComplex:
         return f"SimplicialComplex(n_vertices={self.n_vertices}, n_simplexes={len(self.simplexes)})"
 
 
-def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state):
-    """The modes stacked as vertices, the data and a seeded generator, all on the device.
+@validate_params({"n_samples": [Interval(Integral, 1, None, closed="left")],
+                  "batch_size": [Interval(Integral, 1, None, closed="left")]}, prefer_skip_nested_validation=True)
+def _check_prediction_args(n_samples: int, batch_size: int) -> None:
+    """Raise the scikit-learn error that names a bad ``n_samples`` or ``batch_size``."""
+
+
+def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state, n_modes=(1, None)):
+    """Checked modes stacked as vertices, the data and a seeded generator, all on the device.
+
+    The modes must be ``n_modes[0]`` to ``n_modes[1]`` networks of one architecture that
+    map float32 batches of ``X`` to one logit per class of ``y``.
 
     Returns
     -------
@@ -136,10 +156,13 @@ def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state)
     generator : torch.Generator
         Seeded from ``random_state``.
     """
+    modes = check_modes(modes, *n_modes)
+    X, y = check_data(X, y)
     device = resolve_device(device)
-    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-    encoder = LabelEncoder().fit(np.asarray(y))
-    y_t = torch.as_tensor(encoder.transform(np.asarray(y)), device=device)
+    encoder = LabelEncoder().fit(y)
+    check_module_output(modes[0], X, len(encoder.classes_))
+    X_t = torch.as_tensor(X, device=device)
+    y_t = torch.as_tensor(encoder.transform(y), device=device)
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     points = Simplex.from_module(copy.deepcopy(modes[0]).to(device))
     for mode in modes[1:]:
@@ -148,6 +171,18 @@ def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state)
     return points, X_t, y_t, encoder.classes_, generator
 
 
+@validate_params(
+    {
+        "n_connectors": [Interval(Integral, 1, None, closed="left")],
+        "volume_reg": [Interval(Real, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_train_samples": [Interval(Integral, 1, None, closed="left")],
+        "optimizer_kwargs": [dict, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def connect_modes(
     modes: Sequence[nn.Module],
     X,
@@ -212,23 +247,19 @@ def connect_modes(
     >>> cx.simplexes, cx.predict_proba(X[:3], n_samples=4).shape
     ([(0, 2, 3), (1, 2, 3)], (3, 2))
     """
-    if len(modes) < 1 or not all(isinstance(m, nn.Module) for m in modes):
-        raise TypeError("modes must be a non-empty sequence of nn.Module.")
-    if n_connectors < 1:
-        raise ValueError(f"n_connectors must be at least 1, got {n_connectors}.")
     points, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state)
-    seed = int(generator.initial_seed())
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        fresh = [reset_parameters(copy.deepcopy(modes[0])) for _ in range(n_connectors + 1)]
-    regs = scaled_volume_regs(volume_reg, fresh)
     kwargs = dict(optimizer_kwargs or ({"momentum": 0.9} if optimizer is torch.optim.SGD else {}))
-    simplexes = [(i,) for i in range(len(modes))]
-    for j in range(n_connectors):
-        points, _ = grow_vertex(
-            points, X_t, y_t, epochs=epochs, batch_size=batch_size, phase=f"connector {j}", faces=simplexes,
-            volume_reg=regs[j + 1], lr=lr, n_train_samples=n_train_samples, optimizer=optimizer,
-            optimizer_kwargs=kwargs, criterion=nn.CrossEntropyLoss(), generator=generator,
-        )
-        simplexes = [s + (points.n_vertices - 1,) for s in simplexes]
+    check_optimizer(optimizer, kwargs)
+    seed = int(generator.initial_seed())
+    with own_global_rng(X_t.device, seed):  # fresh networks and dropout; the caller's RNG is kept
+        fresh = [reset_parameters(copy.deepcopy(modes[0])) for _ in range(n_connectors + 1)]
+        regs = scaled_volume_regs(volume_reg, fresh)
+        simplexes = [(i,) for i in range(len(modes))]
+        for j in range(n_connectors):
+            points, _ = grow_vertex(
+                points, X_t, y_t, epochs=epochs, batch_size=batch_size, phase=f"connector {j}", faces=simplexes,
+                volume_reg=regs[j + 1], lr=lr, n_train_samples=n_train_samples, optimizer=optimizer,
+                optimizer_kwargs=kwargs, criterion=nn.CrossEntropyLoss(), generator=generator,
+            )
+            simplexes = [s + (points.n_vertices - 1,) for s in simplexes]
     return SimplicialComplex(points.to("cpu"), simplexes, classes)

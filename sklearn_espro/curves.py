@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._validation import Interval, validate_params
 from .complexes import modes_on_device
 from .planes import weights_loss
-from .simplex import Simplex, unflatten
+from .simplex import Simplex, own_global_rng, unflatten
 from .growing import check_finite
 from .training import init_vertex_state, run_epoch
 
@@ -121,6 +123,8 @@ class CurveSWAG:
         ``classes`` (class indices when it is None). BatchNorm statistics are recomputed
         on ``X`` at every point.
         """
+        if isinstance(n_points, bool) or not isinstance(n_points, Integral) or n_points < 2:
+            raise ValueError(f"n_points must be an int of at least 2, got {n_points!r}.")
         y = np.asarray(y)
         if self.classes is not None:
             if not np.isin(y, self.classes).all():
@@ -146,6 +150,18 @@ def _collect(moments: dict[str, Any], theta: Tensor, max_rank: int) -> None:
     moments["n"] = n + 1
 
 
+@validate_params(
+    {
+        "epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "swag_epochs": [Interval(Integral, 2, None, closed="left")],
+        "swag_lr": [Interval(Real, 0, None, closed="neither")],
+        "max_rank": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_train_samples": [Interval(Integral, 1, None, closed="left")],
+    },
+    prefer_skip_nested_validation=True,
+)
 def fit_curve_swag(
     modes: Sequence[nn.Module],
     X,
@@ -198,17 +214,13 @@ def fit_curve_swag(
     >>> swag.deviations.shape, swag.path_loss(X, y, swag.sample(5), n_points=7)[0].shape
     (torch.Size([3, 10]), (5, 7))
     """
-    if len(modes) != 2 or not all(isinstance(m, nn.Module) for m in modes):
-        raise TypeError("modes must be two nn.Module (the ends of the curve).")
-    if swag_epochs < 2:
-        raise ValueError(f"swag_epochs must be at least 2 to estimate a spread, got {swag_epochs}.")
-    ends, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state)
+    ends, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state, n_modes=(2, 2))
     state = init_vertex_state(
         ends, volume_reg=0.0, lr=lr, n_train_samples=n_train_samples, optimizer=torch.optim.SGD,
         optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(), generator=generator, faces=[(0,), (1,)],
     )
     moments: dict[str, Any] = {"n": 0, "mean": 0.0, "sq_mean": 0.0, "deviations": []}
-    with torch.enable_grad():
+    with torch.enable_grad(), own_global_rng(X_t.device, int(generator.initial_seed())):
         for epoch in range(epochs + swag_epochs):
             progress = min(epoch / max(epochs, 1), 1.0)
             rate = swag_lr + (lr - swag_lr) * (1 + math.cos(math.pi * progress)) / 2

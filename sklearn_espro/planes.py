@@ -10,10 +10,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._validation import Interval, resolve_device
+from ._validation import Interval, check_data, resolve_device
 from .geometry import plane_basis
 from .batchnorm import batchnorm_buffer_names, recompute_batchnorm
-from .simplex import batched_forward, expand, flatten, unflatten
+from .simplex import (
+    batch_sizes, batched_forward, expand, fixed_tensors, flatten, own_global_rng, trainable_parameters, unflatten,
+)
 
 __all__ = ["LossPlane", "flat_parameters", "weights_loss"]
 
@@ -110,18 +112,23 @@ class LossPlane(TransformerMixin, BaseEstimator):
             raise ValueError("Give either estimator (a fitted ESPROClassifier) or both module and anchors.")
         if self.estimator is not None:
             check_is_fitted(self.estimator)
+            n_simplexes = len(self.estimator.simplexes_)
+            if self.simplex >= n_simplexes:
+                raise ValueError(f"simplex={self.simplex}, but the estimator has {n_simplexes} simplexes (0 to {n_simplexes - 1}).")
             simplex = self.estimator.simplexes_[self.simplex]
-            if len(self.vertices) != 3 or max(self.vertices) >= simplex.n_vertices:
-                raise ValueError(f"vertices={self.vertices} must name 3 of the {simplex.n_vertices} vertices of simplex {self.simplex}.")
+            if len(self.vertices) != 3 or len(set(self.vertices)) != 3 or not all(
+                    isinstance(i, Integral) and 0 <= i < simplex.n_vertices for i in self.vertices):
+                raise ValueError(f"vertices={self.vertices} must name 3 different vertices of the {simplex.n_vertices} of simplex {self.simplex}.")
             anchors = simplex.flat_vertices()[list(self.vertices)].double()
             return simplex.module, simplex.vertices, simplex.buffers, anchors, self.estimator.classes_
-        like = {k: v.detach().unsqueeze(0) for k, v in self.module.named_parameters()}
+        like = {k: v.unsqueeze(0) for k, v in trainable_parameters(self.module).items()}
         anchors = torch.as_tensor(np.asarray(self.anchors, dtype=np.float64))
         n_params = sum(v.numel() for v in like.values())
         if anchors.shape != (3, n_params):
             raise ValueError(f"anchors must have shape (3, {n_params}) for this module; got {tuple(anchors.shape)}.")
-        buffers = {k: v.detach() for k, v in self.module.named_buffers()}
-        return self.module, like, buffers, anchors, None
+        if not torch.isfinite(anchors).all():
+            raise ValueError("anchors contain NaN or infinity.")
+        return self.module, like, fixed_tensors(self.module), anchors, None
 
     def fit(self, X, y):
         """Evaluate loss and accuracy on the grid.
@@ -138,8 +145,7 @@ class LossPlane(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         module, like, buffers, anchors, classes = self._source()
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y)
+        X, y = check_data(X, y)
         if classes is not None:
             if not np.isin(y, classes).all():
                 raise ValueError("y holds labels the estimator was not fitted on.")
@@ -187,10 +193,14 @@ class LossPlane(TransformerMixin, BaseEstimator):
 
         Needs matplotlib (``pip install sklearn-espro[plot]``). Returns the axes.
         """
-        import matplotlib.pyplot as plt
-        from matplotlib.colors import LogNorm
-
         check_is_fitted(self)
+        try:
+            import matplotlib.pyplot as plt
+            from matplotlib.colors import LogNorm
+        except ImportError as exc:
+            raise ImportError(
+                "LossPlane.plot needs matplotlib: pip install 'sklearn-espro[plot]' (or pip install matplotlib)."
+            ) from exc
         ax = plt.gca() if ax is None else ax
         loss = np.clip(self.loss_, 1e-8, None)
         ticks = np.geomspace(loss.min(), loss.max(), levels)
@@ -205,7 +215,7 @@ class LossPlane(TransformerMixin, BaseEstimator):
 
 
 def flat_parameters(module: nn.Module) -> np.ndarray:
-    """A module's parameters as one vector, in the order LossPlane's anchors use.
+    """A module's trainable parameters as one vector, in the order LossPlane's anchors use.
 
     Parameters
     ----------
@@ -221,7 +231,7 @@ def flat_parameters(module: nn.Module) -> np.ndarray:
     >>> flat_parameters(torch.nn.Linear(3, 2)).shape
     (8,)
     """
-    return flatten(dict(module.named_parameters()), 0).detach().cpu().numpy()
+    return flatten(trainable_parameters(module), 0).cpu().numpy()
 
 
 @torch.no_grad()
@@ -260,15 +270,18 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     0.6931
     """
     device = resolve_device(device)
-    like = like if like is not None else {k: v.detach().unsqueeze(0) for k, v in module.named_parameters()}
-    buffers = buffers if buffers is not None else {k: v.detach() for k, v in module.named_buffers()}
+    like = like if like is not None else {k: v.unsqueeze(0) for k, v in trainable_parameters(module).items()}
+    buffers = buffers if buffers is not None else fixed_tensors(module)
+    X, y = check_data(X, y)
     module = module.to(device)
     weights = torch.as_tensor(np.asarray(weights, dtype=np.float32) if not torch.is_tensor(weights) else weights)
     n_params = sum(v[0].numel() for v in like.values())
     if weights.ndim != 2 or weights.shape[1] != n_params:
         raise ValueError(f"weights must have shape (n_vectors, {n_params}) for this module; got {tuple(weights.shape)}.")
-    X_t = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
-    y_t = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
+    if not torch.isfinite(weights).all():
+        raise ValueError("weights contain NaN or infinity.")
+    X_t = torch.as_tensor(X, device=device)
+    y_t = torch.as_tensor(y.astype(np.int64), device=device)
     batches = X_t.split(batch_size)
     has_bn = bool(batchnorm_buffer_names(module))
     losses, hits = [], []
@@ -276,7 +289,8 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
         params = unflatten(chunk.to(device), like)
         bufs = expand({k: v.to(device) for k, v in buffers.items()}, len(chunk))
         if has_bn:
-            bufs = recompute_batchnorm(module, params, bufs, batches)
+            with own_global_rng(device):  # dropout while statistics are recomputed
+                bufs = recompute_batchnorm(module, params, bufs, X_t.split(batch_sizes(len(X_t), batch_size, 2)))
         loss = torch.zeros(len(chunk), dtype=torch.float64, device=device)
         correct = torch.zeros(len(chunk), dtype=torch.float64, device=device)
         for xb, yb in zip(batches, y_t.split(batch_size)):

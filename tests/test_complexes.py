@@ -47,9 +47,9 @@ def test_three_modes_connected_through_two_points_keep_low_loss(three_modes, dig
 
 def test_connect_modes_rejects_bad_arguments(three_modes, digits):
     X, y, _, _ = digits
-    with pytest.raises(TypeError, match="modes must be a non-empty sequence of nn.Module"):
+    with pytest.raises(ValueError, match="modes must hold at least 1 networks; got 0"):
         connect_modes([], X, y)
-    with pytest.raises(ValueError, match="n_connectors must be at least 1"):
+    with pytest.raises(ValueError, match="The 'n_connectors' parameter of connect_modes must be an int in the range"):
         connect_modes(three_modes, X, y, n_connectors=0)
 
 

@@ -75,7 +75,7 @@ def test_curve_labels_need_not_be_indices(two_modes, digits):
 
 def test_fit_curve_swag_rejects_bad_arguments(two_modes, digits):
     X, y, _, _ = digits
-    with pytest.raises(TypeError, match="modes must be two nn.Module"):
+    with pytest.raises(ValueError, match="modes must hold 2 networks; got 1"):
         fit_curve_swag(two_modes[:1], X, y)
-    with pytest.raises(ValueError, match="swag_epochs must be at least 2"):
+    with pytest.raises(ValueError, match="The 'swag_epochs' parameter of fit_curve_swag must be an int in the range \\[2, inf\\)"):
         fit_curve_swag(two_modes, X, y, swag_epochs=1)

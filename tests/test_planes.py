@@ -66,7 +66,7 @@ def test_transformer_conventions_and_errors(fitted, digits):
     assert list(plane.get_feature_names_out()) == ["u", "v"]
     with pytest.raises(ValueError, match="Give either estimator"):
         LossPlane().fit(X, y)
-    with pytest.raises(ValueError, match=r"vertices=\(0, 1, 5\) must name 3 of the 3 vertices"):
+    with pytest.raises(ValueError, match=r"vertices=\(0, 1, 5\) must name 3 different vertices of the 3"):
         LossPlane(fitted, vertices=(0, 1, 5)).fit(X, y)
     with pytest.raises(ValueError, match="anchors must have shape"):
         LossPlane(module=nn.Linear(64, 10), anchors=np.zeros((3, 5))).fit(X, y)
