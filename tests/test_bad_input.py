@@ -176,6 +176,15 @@ def test_skorch_early_stopping_is_not_mistaken_for_an_interrupt(data):
     assert max(r["epoch"] for r in clf.history_ if r["phase"] == "mode") == 1
 
 
+def _assert_clear(exc: BaseException) -> None:
+    """A message, raised by our validation or scikit-learn's, never from deep inside torch."""
+    import traceback
+
+    assert str(exc)
+    origin = traceback.extract_tb(exc.__traceback__)[-1].filename
+    assert "/torch/" not in origin and "/skorch/" not in origin, f"{type(exc).__name__} from {origin}: {exc}"
+
+
 _dtypes = st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex64, object, str])
 _labels = st.sampled_from(["int", "str", "bool", "float", "one"])
 
@@ -200,8 +209,7 @@ def test_random_inputs_give_clear_errors_or_valid_probabilities(n_samples, shape
     try:
         clf.fit(X, y)
     except (ValueError, TypeError) as exc:
-        assert str(exc)  # a message, from our validation or scikit-learn's
-        assert "torch" not in type(exc).__module__
+        _assert_clear(exc)
         return
     proba = clf.predict_proba(X)
     assert proba.shape == (len(X), len(clf.classes_))
@@ -239,3 +247,172 @@ def test_keyboard_interrupt_in_parallel_jobs_stops_the_workers(data):
         time.sleep(0.2)
     assert _worker_processes() == []
     assert not hasattr(clf, "classes_")
+
+
+# -- everything is checked before any training starts ------------------------------------
+class Counting(nn.Module):
+    """A linear model counting its forward passes in training mode."""
+
+    training_calls = 0
+
+    def __init__(self, n_features_in, n_classes, frozen=False):
+        super().__init__()
+        self.linear = nn.Linear(n_features_in, n_classes)
+        self.linear.requires_grad_(not frozen)
+
+    def forward(self, x):
+        Counting.training_calls += self.training
+        return self.linear(x)
+
+
+class NoParameters(nn.Module):
+    def __init__(self, n_classes):
+        super().__init__()
+        self.n_classes = n_classes
+
+    def forward(self, x):
+        return x[:, : self.n_classes]
+
+
+class WithBatchNorm(nn.Module):
+    def __init__(self, n_features_in, n_classes):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features_in, 4), nn.BatchNorm1d(4), nn.Linear(4, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class NotACallback:
+    pass
+
+
+def _early_stopping():
+    from skorch.callbacks import EarlyStopping
+
+    return EarlyStopping()
+
+
+COUNTED = {**BASE, "module": Counting}
+
+
+@pytest.mark.parametrize("params, error, message", [
+    ({**BASE, "module": NoParameters}, ValueError, "NoParameters has no trainable parameters"),
+    ({**COUNTED, "module__frozen": True}, ValueError, "Counting has no trainable parameters"),
+    ({**COUNTED, "optimizer": dict}, TypeError, "optimizer must be a torch.optim.Optimizer subclass"),
+    ({**COUNTED, "optimizer": torch.optim.LBFGS}, ValueError, "optimizer=LBFGS needs a closure"),
+    ({**COUNTED, "optimizer__lr": 0.1}, ValueError, "optimizer__lr was given: set the learning rates with lr"),
+    ({**COUNTED, "optimizer__betas": (0.9, 0.99)}, ValueError, r"optimizer=SGD cannot be built with optimizer__betas"),
+    ({**COUNTED, "criterion": int}, TypeError, "criterion must be an nn.Module subclass"),
+    ({**COUNTED, "criterion__reduction": "none"}, ValueError, r"it must reduce to one number \(criterion__reduction='none'"),
+    ({**COUNTED, "criterion__foo": 1}, ValueError, "criterion=CrossEntropyLoss with criterion__foo failed"),
+    ({**COUNTED, "n_modes": True}, ValueError, "'n_modes' parameter of ESPROClassifier must be an int, not a bool"),
+    ({**COUNTED, "batch_size": True}, ValueError, "'batch_size' parameter of ESPROClassifier must be an int, not a bool"),
+    ({**COUNTED, "device": "cuda:abc"}, ValueError, "device='cuda:abc' is not a torch device"),
+    ({**COUNTED, "device": "meta"}, ValueError, "device='meta' is not supported"),
+    ({**COUNTED, "device": "cpu:1"}, ValueError, "device='cpu:1' is not supported"),
+    ({**COUNTED, "callbacks": [NotACallback()]}, TypeError, r"callbacks\[0\] is a NotACallback, not a skorch callback"),
+    ({**COUNTED, "callbacks": [_early_stopping()]}, ValueError, r"monitors 'valid_loss'.*monitor 'train_loss' instead"),
+    ({**COUNTED, "n_vertices": 14}, ValueError, "n_vertices=14 needs at least 13 trainable parameters.* has 12"),
+    ({**COUNTED, "class_weight": {5: 2.0}}, ValueError, r"class_weight names labels that are not in y: \[5\]"),
+    ({**COUNTED, "class_weight": "balanced", "criterion__weight": torch.ones(2)}, ValueError, "Both class_weight and criterion__weight"),
+    ({**BASE, "module": WithBatchNorm, "batch_size": 1}, ValueError, "batch_size=1, but the module has BatchNorm"),
+    ({**COUNTED, "predict_batch_size": 0}, ValueError, "'predict_batch_size' parameter of ESPROClassifier"),
+])
+def test_bad_settings_are_named_before_anything_trains(data, params, error, message):
+    X, y = data
+    Counting.training_calls = 0
+    with pytest.raises(error, match=message):
+        ESPROClassifier(**params).fit(X, y)
+    assert Counting.training_calls == 0
+
+
+def test_sample_models_refuses_a_negative_count(data):
+    clf = ESPROClassifier(**TINY).fit(*data)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="n_models must be a non-negative int"):
+            clf.sample_models(bad)
+    assert clf.sample_models(0) == []
+
+
+def test_tools_name_bad_arguments(data):
+    from sklearn_espro import LossPlane, SimplicialComplex, connect_modes, fit_curve_swag
+    from sklearn_espro.simplex import Simplex
+
+    X, y = data
+    modes = [nn.Linear(5, 2), nn.Linear(5, 2)]
+    cases = [
+        (lambda: connect_modes(modes, X[:, :4], y), ValueError, r"The module Linear failed on a batch of X of shape \(2, 4\)"),
+        (lambda: connect_modes(modes, X, y[:-1]), ValueError, "X has 40 samples but y has 39"),
+        (lambda: connect_modes([nn.Linear(5, 2), nn.Linear(5, 3)], X, y), ValueError, r"modes\[1\] does not have the architecture of modes\[0\]"),
+        (lambda: connect_modes(modes, X, y, batch_size=0), ValueError, "'batch_size' parameter of connect_modes"),
+        (lambda: connect_modes(modes, X, y, volume_reg=-1.0), ValueError, "'volume_reg' parameter of connect_modes"),
+        (lambda: connect_modes(modes, X, y, optimizer=torch.optim.LBFGS), ValueError, "needs a closure"),
+        (lambda: connect_modes(modes, np.full_like(X, np.nan), y), ValueError, "X must be a non-empty array of finite numbers"),
+        (lambda: fit_curve_swag(modes, X, y, batch_size=0), ValueError, "'batch_size' parameter of fit_curve_swag"),
+        (lambda: fit_curve_swag([nn.Linear(5, 2), "a"], X, y), TypeError, r"modes\[1\] is a str, not an nn.Module"),
+        (lambda: LossPlane(ESPROClassifier(**TINY).fit(X, y), simplex=5).fit(X, y), ValueError, "simplex=5, but the estimator has 1 simplexes"),
+        (lambda: LossPlane(ESPROClassifier(**TINY).fit(X, y), vertices=(0, 0, 1)).fit(X, y), ValueError, "must name 3 different vertices"),
+        (lambda: LossPlane(module=modes[0], anchors=np.random.randn(3, 12)).fit(X[:0], y[:0]), ValueError, "X must be a non-empty array"),
+        (lambda: LossPlane(module=modes[0], anchors=np.random.randn(3, 12)).fit(np.full_like(X, np.nan), y), ValueError, "finite numbers"),
+        (lambda: SimplicialComplex(Simplex.from_module(modes[0]), [(0, 1)]), ValueError, "simplexes name vertex 1, but the complex has 1 vertices"),
+        (lambda: SimplicialComplex(Simplex.from_module(modes[0]), [(0,)]).predict_proba(X, n_samples=0), ValueError, "'n_samples' parameter"),
+        (lambda: SimplicialComplex(Simplex.from_module(modes[0]), [(0,)]).predict_proba(X[:, :3]), ValueError, "The module Linear failed"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+
+
+class Small(nn.Module):
+    """A two-layer network with optional BatchNorm, frozen, tied and in-place parts."""
+
+    def __init__(self, n_features_in, n_classes, batchnorm=False, frozen=False, tied=False, inplace=False):
+        super().__init__()
+        self.first = nn.ReLU(inplace=True) if inplace else nn.Identity()
+        self.inp = nn.Linear(n_features_in, 6)
+        self.norm = nn.BatchNorm1d(6) if batchnorm else nn.Identity()
+        self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 6)
+        if tied:
+            self.b.weight = self.a.weight
+        if frozen:
+            self.inp.requires_grad_(False)
+        self.out = nn.Linear(6, n_classes)
+
+    def forward(self, x):
+        h = torch.relu(self.norm(self.inp(self.first(x))))
+        return self.out(torch.relu(self.b(torch.relu(self.a(h)))))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_samples=st.integers(2, 45),
+    batch_size=st.integers(1, 50),
+    n_train_samples=st.integers(1, 8),
+    n_vertices=st.integers(1, 4),
+    parts=st.fixed_dictionaries({k: st.booleans() for k in ("batchnorm", "frozen", "tied", "inplace")}),
+    float64=st.booleans(),
+    reverse=st.booleans(),
+    seed=st.integers(0, 5),
+)
+def test_any_small_module_leaves_the_arrays_alone_and_gives_clear_errors_or_probabilities(
+        n_samples, batch_size, n_train_samples, n_vertices, parts, float64, reverse, seed):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n_samples, 4).astype(np.float64 if float64 else np.float32)
+    y = rng.randint(0, 3, n_samples)
+    X, y = (X[::-1], y[::-1]) if reverse else (X, y)
+    X_before, y_before = X.copy(), y.copy()
+    clf = ESPROClassifier(Small, n_modes=1, n_vertices=n_vertices, max_epochs=2, vertex_epochs=1, n_samples=2,
+                          batch_size=batch_size, n_train_samples=n_train_samples, random_state=seed, device="cpu",
+                          **{f"module__{k}": v for k, v in parts.items()})
+    try:
+        clf.fit(X, y)
+        proba = clf.predict_proba(X)
+    except (ValueError, TypeError, FloatingPointError) as exc:
+        _assert_clear(exc)
+        proba = None
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(y, y_before)
+    if proba is not None:
+        assert proba.dtype == np.float64 and proba.shape == (n_samples, len(clf.classes_))
+        assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1.0, atol=1e-10)

@@ -205,3 +205,26 @@ def test_fit_works_inside_torch_no_grad(digits):
     with torch.no_grad():
         clf = ESPROClassifier(n_vertices=2, **FAST).fit(X, y)
     assert clf.history_[-1]["phase"] == "vertex" and np.isfinite(clf.log_volumes_).all()
+
+
+def test_predict_log_proba_and_a_batch_size_of_its_own(digits):
+    X, y, X_test, _ = digits
+    clf = ESPROClassifier(n_vertices=2, **FAST).fit(X, y)
+    proba = clf.predict_proba(X_test)
+    np.testing.assert_array_equal(clf.predict_log_proba(X_test), np.log(proba))
+    small = clone(clf).set_params(predict_batch_size=7).fit(X, y)
+    np.testing.assert_allclose(small.predict_proba(X_test), proba, rtol=1e-6, atol=1e-9)
+
+
+def test_class_weight_balanced_or_dict_weights_the_loss(digits):
+    X, y, _, _ = digits
+    y2 = (y == 0).astype(int)  # 10% positives
+    kw = dict(n_modes=1, n_vertices=2, max_epochs=3, vertex_epochs=1, batch_size=50, random_state=0, device="cpu")
+    plain = ESPROClassifier(**kw).fit(X, y2)
+    balanced = ESPROClassifier(class_weight="balanced", **kw).fit(X, y2)
+    by_dict = ESPROClassifier(class_weight={0: 1.0, 1: 9.0}, **kw).fit(X, y2)
+    # weighting the rare class raises its predicted probability
+    assert balanced.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.05
+    assert by_dict.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.05
+    same = ESPROClassifier(criterion__weight=torch.tensor([1.0, 9.0]), **kw).fit(X, y2)
+    np.testing.assert_allclose(same.predict_proba(X), by_dict.predict_proba(X), atol=1e-6)
