@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from ._validation import mode_state_dict
 from .growing import scaled_volume_regs
 
-__all__ = ["MAX_SEED", "initial_modules", "seeded", "volume_regs"]
+__all__ = ["MAX_SEED", "initial_modules", "seeded", "volume_regs", "weighted_criterion_kwargs"]
 
 MAX_SEED = np.iinfo(np.int32).max
 Build = Callable[[], nn.Module]
@@ -55,3 +56,17 @@ def volume_regs(build: Build, volume_reg: float, n_vertices: int, rng) -> list[f
         return [0.0] * n_vertices
     fresh = [seeded(build, int(s)) for s in rng.randint(MAX_SEED, size=n_vertices)]
     return scaled_volume_regs(volume_reg, fresh)
+
+
+def weighted_criterion_kwargs(kwargs: dict[str, Any], class_weight, classes: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The ``criterion__*`` arguments, with ``weight`` from scikit-learn's ``class_weight`` when given."""
+    if class_weight is None:
+        return kwargs
+    if "weight" in kwargs:
+        raise ValueError("Both class_weight and criterion__weight were given; pass one of them.")
+    if isinstance(class_weight, dict):
+        unknown = set(class_weight) - set(classes.tolist())
+        if unknown:
+            raise ValueError(f"class_weight names labels that are not in y: {sorted(unknown, key=str)}.")
+    weights = compute_class_weight(class_weight, classes=classes, y=y)
+    return {**kwargs, "weight": torch.tensor(weights, dtype=torch.float32)}

@@ -17,7 +17,39 @@ from torch import Tensor, nn
 
 from .simplex import Params, batched_forward
 
-__all__ = ["batch_statistics", "batchnorm_buffer_names", "has_batchnorm", "recompute_batchnorm", "training_copy"]
+__all__ = [
+    "batch_sizes", "batch_statistics", "batchnorm_buffer_names", "has_batchnorm", "recompute_batchnorm", "training_copy",
+]
+
+
+def batch_sizes(n_samples: int, batch_size: int, min_size: int = 1) -> list[int]:
+    """Sizes of consecutive minibatches of ``n_samples``, none smaller than ``min_size``.
+
+    A last batch shorter than ``min_size`` joins the one before it (a BatchNorm layer
+    in training mode needs two samples; a batch of one would fail).
+
+    Parameters
+    ----------
+    n_samples, batch_size : int
+    min_size : int, default=1
+
+    Returns
+    -------
+    list of int
+        Summing to ``n_samples``.
+
+    Examples
+    --------
+    >>> batch_sizes(129, 64, min_size=2)
+    [64, 65]
+    >>> batch_sizes(10, 4)
+    [4, 4, 2]
+    """
+    sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
+    if len(sizes) > 1 and sizes[-1] < min_size:
+        last = sizes.pop()
+        sizes[-1] += last
+    return sizes
 
 
 def _batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -153,7 +185,7 @@ def recompute_batchnorm(
     params, buffers : dict of str to Tensor of shape ``(n_models, *shape)``
     batches : iterable of Tensor of shape (batch, ...)
         Each of at least two samples (BatchNorm in training mode cannot normalise one);
-        :func:`~sklearn_espro.simplex.batch_sizes` makes such a split.
+        :func:`batch_sizes` makes such a split.
 
     Returns
     -------

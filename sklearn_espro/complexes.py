@@ -19,7 +19,8 @@ from ._validation import (
 )
 from .geometry import log_simplex_volume, sample_complex_coords
 from .growing import grow_vertex, scaled_volume_regs
-from .simplex import Simplex, expand, mean_probabilities, own_global_rng
+from ._global_state import own_global_rng
+from .simplex import Simplex, expand, mean_probabilities
 
 __all__ = ["SimplicialComplex", "connect_modes"]
 

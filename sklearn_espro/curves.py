@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from ._validation import Interval, validate_params
 from .complexes import modes_on_device
 from .planes import weights_loss
-from .simplex import Simplex, own_global_rng, unflatten
+from ._global_state import own_global_rng
+from .simplex import Simplex, unflatten
 from .growing import check_finite
 from .training import init_vertex_state, run_epoch
 

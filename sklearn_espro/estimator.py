@@ -16,8 +16,6 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from sklearn.utils.class_weight import compute_class_weight
-
 from ._validation import (
     Interval,
     RoutedParamsMixin,
@@ -32,12 +30,12 @@ from ._validation import (
     check_X_y,
     resolve_device,
 )
-from ._starts import MAX_SEED, initial_modules, volume_regs
-from .batchnorm import batchnorm_buffer_names, has_batchnorm, recompute_batchnorm
-from .geometry import sample_barycentric
-from .members import fit_simplex
+from ._starts import MAX_SEED, initial_modules, volume_regs, weighted_criterion_kwargs
+from .batchnorm import has_batchnorm
+from .members import fit_simplex, sample_members
 from .modules import MLP
-from .simplex import batch_sizes, expand, mean_probabilities, own_global_rng
+from ._global_state import own_global_rng
+from .simplex import mean_probabilities
 
 __all__ = ["ESPROClassifier"]
 
@@ -287,7 +285,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         device = resolve_device(self.device)
         n_classes = len(encoder.classes_)
         check_optimizer(self.optimizer, self._optimizer_kwargs())
-        criterion_kwargs = self._criterion_kwargs(encoder.classes_, y)
+        criterion_kwargs = weighted_criterion_kwargs(self._routed("criterion__"), self.class_weight, encoder.classes_, y)
         check_criterion(self.criterion, criterion_kwargs, n_classes)
         check_callbacks(self.callbacks)
         rng = check_random_state(self.random_state)
@@ -325,19 +323,6 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         return build_module(
             self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
         )
-
-    def _criterion_kwargs(self, classes: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        kwargs = self._routed("criterion__")
-        if self.class_weight is None:
-            return kwargs
-        if "weight" in kwargs:
-            raise ValueError("Both class_weight and criterion__weight were given; pass one of them.")
-        if isinstance(self.class_weight, dict):
-            unknown = set(self.class_weight) - set(classes.tolist())
-            if unknown:
-                raise ValueError(f"class_weight names labels that are not in y: {sorted(unknown, key=str)}.")
-        weights = compute_class_weight(self.class_weight, classes=classes, y=y)
-        return {**kwargs, "weight": torch.tensor(weights, dtype=torch.float32)}
 
     def _mode_kwargs(self, n_classes: int, criterion_kwargs: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -453,21 +438,6 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         if isinstance(n_models, (bool, np.bool_)) or not isinstance(n_models, Integral) or n_models < 0:
             raise ValueError(f"n_models must be a non-negative int, got {n_models!r}.")
-        rng = check_random_state(random_state)
-        generator = torch.Generator().manual_seed(int(rng.randint(MAX_SEED)))
+        seed = int(check_random_state(random_state).randint(MAX_SEED))
         X_t = None if X is None else torch.from_numpy(self._validate_X(X))
-        counts = np.bincount(np.arange(n_models) % len(self.simplexes_), minlength=len(self.simplexes_))
-        per_simplex = []
-        with own_global_rng():  # dropout while BatchNorm statistics are recomputed
-            for simplex, count in zip(self.simplexes_, counts):
-                coords = sample_barycentric(int(count), simplex.n_vertices, generator=generator)
-                buffers = expand(simplex.buffers, int(count))
-                if simplex.n_vertices > 1 and batchnorm_buffer_names(simplex.module) and count:
-                    if X_t is None:
-                        raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
-                    batches = X_t.split(batch_sizes(len(X_t), self.predict_batch_size, 2))
-                    buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, batches)
-                per_simplex.append([simplex.to_module(t, {k: v[i] for k, v in buffers.items()}).eval()
-                                    for i, t in enumerate(coords)])
-        # round-robin order: model i comes from simplex i % n_simplexes
-        return [per_simplex[i % len(per_simplex)][i // len(per_simplex)] for i in range(n_models)]
+        return sample_members(self.simplexes_, n_models, X_t, self.predict_batch_size, seed)

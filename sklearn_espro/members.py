@@ -17,11 +17,12 @@ from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
 from .geometry import sample_barycentric
-from .batchnorm import has_batchnorm, recompute_batchnorm
-from .simplex import Simplex, batch_sizes, batched_forward, expand, own_global_rng
+from .batchnorm import batch_sizes, batchnorm_buffer_names, has_batchnorm, recompute_batchnorm
+from ._global_state import own_global_rng
+from .simplex import Simplex, batched_forward, expand
 from .growing import EpochCallback, check_finite, grow_simplex
 
-__all__ = ["fit_simplex", "train_mode"]
+__all__ = ["fit_simplex", "sample_members", "train_mode"]
 
 
 class _Interrupted(Exception):
@@ -291,3 +292,50 @@ def _check_fitted_simplex(simplex: Simplex, coords, buffers, x, name: str) -> No
         raise FloatingPointError(
             f"The models kept for prediction from {name} give non-finite probabilities on the training data."
         )
+
+
+def sample_members(
+    simplexes: Sequence[Simplex], n_models: int, X: torch.Tensor | None, batch_size: int, seed: int
+) -> list[nn.Module]:
+    """Plain networks drawn uniformly from ``simplexes``, round-robin: model ``i`` from simplex ``i % J``.
+
+    Parameters
+    ----------
+    simplexes : sequence of Simplex
+    n_models : int
+    X : Tensor of shape (n_samples, ...) or None
+        Data on which BatchNorm statistics of each model are recomputed; required when
+        the module has BatchNorm layers and a simplex has more than one vertex.
+    batch_size : int
+        Samples per forward pass while statistics are recomputed.
+    seed : int
+        Seeds the draws (and dropout while statistics are recomputed, in a private copy
+        of torch's global random state).
+
+    Returns
+    -------
+    list of nn.Module
+        On the CPU, in evaluation mode.
+
+    Examples
+    --------
+    >>> import torch
+    >>> simplex = Simplex.from_module(torch.nn.Linear(2, 2)).add_vertex({"weight": torch.ones(2, 2), "bias": torch.zeros(2)})
+    >>> [type(m).__name__ for m in sample_members([simplex], 2, None, 128, seed=0)]
+    ['Linear', 'Linear']
+    """
+    generator = torch.Generator().manual_seed(seed)
+    counts = np.bincount(np.arange(n_models) % len(simplexes), minlength=len(simplexes))
+    per_simplex = []
+    with own_global_rng(seed=seed):
+        for simplex, count in zip(simplexes, counts):
+            coords = sample_barycentric(int(count), simplex.n_vertices, generator=generator)
+            buffers = expand(simplex.buffers, int(count))
+            if simplex.n_vertices > 1 and batchnorm_buffer_names(simplex.module) and count:
+                if X is None:
+                    raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
+                batches = X.split(batch_sizes(len(X), batch_size, 2))
+                buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, batches)
+            per_simplex.append([simplex.to_module(t, {k: v[i] for k, v in buffers.items()}).eval()
+                                for i, t in enumerate(coords)])
+    return [per_simplex[i % len(per_simplex)][i // len(per_simplex)] for i in range(n_models)]

@@ -12,10 +12,9 @@ from torch import nn
 
 from ._validation import Interval, check_data, resolve_device
 from .geometry import plane_basis
-from .batchnorm import batchnorm_buffer_names, recompute_batchnorm
-from .simplex import (
-    batch_sizes, batched_forward, expand, fixed_tensors, flatten, own_global_rng, trainable_parameters, unflatten,
-)
+from ._global_state import own_global_rng
+from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
+from .simplex import batched_forward, expand, fixed_tensors, flatten, trainable_parameters, unflatten
 
 __all__ = ["LossPlane", "flat_parameters", "weights_loss"]
 

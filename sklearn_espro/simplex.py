@@ -10,26 +10,23 @@ one vectorised forward through ``torch.func.vmap`` over
 from __future__ import annotations
 
 import copy
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from ._global_state import vectorisable_attention
 from .geometry import log_simplex_volume
 
 __all__ = [
     "Simplex",
-    "batch_sizes",
     "batched_forward",
     "combine",
     "expand",
     "fixed_tensors",
     "flatten",
     "mean_probabilities",
-    "own_global_rng",
     "trainable_parameters",
     "unflatten",
 ]
@@ -85,36 +82,6 @@ def fixed_tensors(module: nn.Module) -> Params:
     """
     frozen = {k: v.detach() for k, v in module.named_parameters() if not v.requires_grad}
     return {**frozen, **{k: v.detach() for k, v in module.named_buffers()}}
-
-
-def batch_sizes(n_samples: int, batch_size: int, min_size: int = 1) -> list[int]:
-    """Sizes of consecutive minibatches of ``n_samples``, none smaller than ``min_size``.
-
-    A last batch shorter than ``min_size`` joins the one before it (a BatchNorm layer
-    in training mode needs two samples; a batch of one would fail).
-
-    Parameters
-    ----------
-    n_samples, batch_size : int
-    min_size : int, default=1
-
-    Returns
-    -------
-    list of int
-        Summing to ``n_samples``.
-
-    Examples
-    --------
-    >>> batch_sizes(129, 64, min_size=2)
-    [64, 65]
-    >>> batch_sizes(10, 4)
-    [4, 4, 2]
-    """
-    sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
-    if len(sizes) > 1 and sizes[-1] < min_size:
-        last = sizes.pop()
-        sizes[-1] += last
-    return sizes
 
 
 def flatten(params: Mapping[str, Tensor], n_leading: int = 1) -> Tensor:
@@ -266,87 +233,8 @@ def batched_forward(
         return functional_call(module, (p, b), (inputs,))
 
     in_dims = (0, 0 if buffers_batched else None, 0 if x_batched else None)
-    with _vectorisable_attention():
+    with vectorisable_attention():
         return vmap(call, in_dims=in_dims, randomness="different")(params, buffers, x)
-
-
-@contextmanager
-def own_global_rng(device: torch.device | str = "cpu", seed: int | None = None) -> Iterator[None]:
-    """Run a block on a private copy of torch's global random state, restored after.
-
-    Dropout (and ``vmap(randomness="different")``) draw from the global generator; inside
-    this block they may, seeded with ``seed`` for reproducibility, while the caller's
-    random state is left exactly as it was.
-
-    Parameters
-    ----------
-    device : torch.device or str, default="cpu"
-        A CUDA device's generator is saved and restored as well.
-    seed : int, default=None
-        Seeds the global generators inside the block.
-
-    Examples
-    --------
-    >>> import torch
-    >>> expected = torch.manual_seed(0) and torch.rand(2)
-    >>> _ = torch.manual_seed(0)
-    >>> with own_global_rng(seed=1):
-    ...     _ = torch.rand(3)
-    >>> bool((torch.rand(2) == expected).all())  # as if the block had not run
-    True
-    """
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
-    with torch.random.fork_rng(devices=[index] if cuda else []):
-        if seed is not None:
-            torch.default_generator.manual_seed(seed)
-            if cuda:
-                with torch.cuda.device(index):
-                    torch.cuda.manual_seed(seed)
-        yield
-
-
-_ATTENTION_FLAGS = (  # global switches (getter, setter, value inside); those an old torch lacks are skipped
-    ("mha", "get_fastpath_enabled", "set_fastpath_enabled", False),
-    ("cuda", "flash_sdp_enabled", "enable_flash_sdp", False),
-    ("cuda", "mem_efficient_sdp_enabled", "enable_mem_efficient_sdp", False),
-    ("cuda", "cudnn_sdp_enabled", "enable_cudnn_sdp", False),
-    ("cuda", "math_sdp_enabled", "enable_math_sdp", True),
-)
-_attention_lock = threading.Lock()
-_attention_users = 0
-_attention_saved: list = []
-
-
-@contextmanager
-def _vectorisable_attention() -> Iterator[None]:
-    """Attention kernels that vmap vectorises, with torch's global switches restored after.
-
-    The fused kernels (``nn.TransformerEncoderLayer``'s inference fast path, flash and
-    memory-efficient scaled-dot-product attention) have no vmap rule and would run one
-    model at a time; the plain layers and the math backend vectorise. These switches
-    are process-wide, so concurrent calls (threads) share one count: the first to enter
-    saves and switches them off, the last to leave restores what it saved.
-    """
-    global _attention_users
-    with _attention_lock:
-        if _attention_users == 0:
-            _attention_saved.clear()
-            for backend, getter, setter, value in _ATTENTION_FLAGS:
-                module = getattr(torch.backends, backend)
-                if hasattr(module, getter) and hasattr(module, setter):
-                    _attention_saved.append((getattr(module, setter), getattr(module, getter)()))
-                    getattr(module, setter)(value)
-        _attention_users += 1
-    try:
-        yield
-    finally:
-        with _attention_lock:
-            _attention_users -= 1
-            if _attention_users == 0:
-                for setter, value in _attention_saved:
-                    setter(value)
 
 
 @torch.no_grad()

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .batchnorm import has_batchnorm, training_copy
+from .batchnorm import batch_sizes, has_batchnorm, training_copy
 from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
-from .simplex import Params, Simplex, batch_sizes, batched_forward, unflatten
+from .simplex import Params, Simplex, batched_forward, unflatten
 
 __all__ = [
     "get_loss",
