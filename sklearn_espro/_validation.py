@@ -25,10 +25,12 @@ __all__ = [
     "check_callbacks",
     "check_criterion",
     "check_data",
+    "check_module",
     "check_module_output",
     "check_no_bools",
     "check_optimizer",
     "check_trainable",
+    "check_training",
     "check_X_y",
     "check_modes",
     "mode_state_dict",
@@ -354,3 +356,18 @@ def check_modes(modes: Any, n_min: int = 1, n_max: int | None = None) -> list[nn
             diff = sorted(set(layout.items()) ^ set(other.items()))[:3]
             raise ValueError(f"modes[{i}] does not have the architecture of modes[0] (they differ in {diff}).")
     return modes
+
+
+def check_training(optimizer, optimizer_kwargs, criterion, criterion_kwargs, n_classes: int, callbacks) -> None:
+    """Optimizer, criterion and callbacks, checked together before anything trains."""
+    check_optimizer(optimizer, optimizer_kwargs)
+    check_criterion(criterion, criterion_kwargs, n_classes)
+    check_callbacks(callbacks)
+
+
+def check_module(module: nn.Module, X: np.ndarray, n_classes: int, n_vertices: int, batch_size: int) -> None:
+    """The first network: trainable, able to take ``X`` and its batches, one logit per class."""
+    check_trainable(module, n_vertices)
+    if batch_size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        raise ValueError("batch_size=1, but the module has BatchNorm layers, which need two samples a batch.")
+    check_module_output(module, X, n_classes)

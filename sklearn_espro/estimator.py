@@ -21,24 +21,19 @@ from ._validation import (
     RoutedParamsMixin,
     StrOptions,
     build_module,
-    check_callbacks,
-    check_criterion,
-    check_module_output,
+    check_module,
     check_no_bools,
-    check_optimizer,
-    check_trainable,
+    check_training,
     check_X_y,
     resolve_device,
 )
 from ._starts import MAX_SEED, initial_modules, volume_regs, weighted_criterion_kwargs
-from .batchnorm import has_batchnorm
 from .members import fit_simplex, sample_members
 from .modules import MLP
 from ._global_state import own_global_rng
 from .simplex import mean_probabilities
 
 __all__ = ["ESPROClassifier"]
-
 
 
 class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
@@ -56,7 +51,9 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         Maps a float32 batch of ``X`` to logits. A class is built with the
         ``module__*`` arguments; ``n_features_in`` and ``n_classes`` are filled from
         the data when its constructor takes them and they are not given. An instance
-        is copied and re-initialised for each mode.
+        is copied and re-initialised for each mode. Parameters with
+        ``requires_grad=False`` stay as initialised: shared by every vertex, outside
+        the volume; tied parameters stay tied.
     n_modes : int, default=3
         Number of independently trained networks, one simplex each (``J``).
     n_vertices : int, default=3
@@ -129,7 +126,8 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         Buffers of those models; BatchNorm statistics recomputed on the training data.
     history_ : list of dict
         One record per epoch: ``simplex``, ``phase`` ("mode" or "vertex"), ``vertex``,
-        ``epoch``, ``loss`` and, for vertices, ``log_volume``.
+        ``epoch``, ``loss`` and, for vertices, ``data_loss`` (the sampled models' mean
+        loss, without the volume term) and ``log_volume``.
 
     Notes
     -----
@@ -284,18 +282,14 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         y_idx = encoder.transform(y).astype(np.int64)
         device = resolve_device(self.device)
         n_classes = len(encoder.classes_)
-        check_optimizer(self.optimizer, self._optimizer_kwargs())
         criterion_kwargs = weighted_criterion_kwargs(self._routed("criterion__"), self.class_weight, encoder.classes_, y)
-        check_criterion(self.criterion, criterion_kwargs, n_classes)
-        check_callbacks(self.callbacks)
+        check_training(self.optimizer, self._optimizer_kwargs(), self.criterion, criterion_kwargs, n_classes,
+                       self.callbacks)
         rng = check_random_state(self.random_state)
         build = partial(self._build, X.shape[1], n_classes)
         with own_global_rng(device):
             modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
-            check_trainable(modules[0], self.n_vertices)
-            if has_batchnorm(modules[0]) and self.batch_size < 2:
-                raise ValueError("batch_size=1, but the module has BatchNorm layers, which need two samples a batch.")
-            check_module_output(modules[0], X, n_classes)
+            check_module(modules[0], X, n_classes, self.n_vertices, self.batch_size)
             seeds = rng.randint(MAX_SEED, size=len(modules))
             # drawn last, so that the modes do not depend on n_vertices
             regs = volume_regs(build, self.volume_reg, self.n_vertices, rng)

@@ -222,14 +222,13 @@ def fit_simplex(
     >>> result["simplex"].n_vertices, tuple(result["coords"].shape)
     (2, (3, 2))
     """
-    from tqdm.auto import tqdm
-
     total = (0 if pretrained else mode_kwargs["max_epochs"]) + (n_vertices - 1) * vertex_kwargs["epochs"]
-    bar = tqdm(total=total, desc=name, disable=verbose < 1, leave=True)
+    bar = _progress_bar(total, name, verbose)
 
     def on_epoch(record: dict[str, Any]) -> None:
-        bar.set_postfix({k: record[k] for k in ("vertex", "loss", "log_volume") if k in record})
-        bar.update()
+        if bar is not None:
+            bar.set_postfix({k: record[k] for k in ("vertex", "loss", "log_volume") if k in record})
+            bar.update()
 
     history: list[dict[str, Any]] = []
     try:
@@ -243,13 +242,24 @@ def fit_simplex(
             )
         history += records
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return {
         "simplex": simplex.to("cpu"),
         "coords": coords.cpu(),
         "buffers": {k: v.cpu().clone() for k, v in buffers.items()},
         "history": history,
     }
+
+
+def _progress_bar(total: int, name: str, verbose: int):
+    """A tqdm bar when ``verbose > 0``, else None: even a disabled bar makes tqdm create a
+    multiprocessing lock, which a joblib worker stopped by another job's error leaks."""
+    if verbose < 1:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=name, leave=True)
 
 
 def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex_kwargs, volume_regs, device, seed, name, on_epoch):

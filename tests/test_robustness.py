@@ -258,3 +258,23 @@ def test_vertex_step_with_batchnorm_outside_any_context(device, faces):
     assert module.training and module[1].track_running_stats  # the caller's module is untouched
     for name, value in simplex.buffers.items():
         assert torch.equal(value, buffers[name]), name
+
+
+def test_a_failing_parallel_fit_leaks_no_semaphore(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from sklearn_espro import ESPROClassifier\n"
+        "X = np.random.RandomState(0).randn(200, 5).astype(np.float32); y = (X[:, 0] > 0).astype(int)\n"
+        "try:\n"
+        "    ESPROClassifier(n_modes=2, n_jobs=2, max_epochs=2, vertex_epochs=2, vertex_lr=1e12, volume_reg=1.0,\n"
+        "                    device='cpu').fit(X * 1e3, y)\n"
+        "except FloatingPointError as exc:\n"
+        "    print('raised', exc)\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert "raised The training loss became nan" in run.stdout, run.stderr[-2000:]
+    assert "leaked semaphore" not in run.stderr, run.stderr[-2000:]
