@@ -93,3 +93,14 @@ def test_weights_loss_names_a_wrong_shape():
 
     with pytest.raises(ValueError, match=r"weights must have shape \(n_vectors, 8\)"):
         weights_loss(nn.Linear(3, 2), np.zeros((2, 7), dtype=np.float32), np.ones((4, 3)), np.zeros(4))
+
+
+def test_plot_without_matplotlib_names_the_extra(fitted, digits, monkeypatch):
+    import sys
+
+    X, y, _, _ = digits
+    plane = LossPlane(fitted, resolution=3).fit(X, y)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match=r"pip install 'sklearn-espro\[plot\]'"):
+        plane.plot()
