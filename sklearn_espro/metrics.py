@@ -1,11 +1,30 @@
-"""Metrics of predictive uncertainty: expected calibration error and a summary of all four."""
+"""Metrics of predictive uncertainty (ECE and a summary of four) and of a simplex's diversity.
+
+Diversity (Section 5.3 of Benton et al. 2021): a simplex pays only if its members are
+different functions. :func:`member_probabilities` gives the probabilities of every model
+a fitted :class:`~sklearn_espro.ESPROClassifier` averages and of every mode;
+:func:`simplex_diversity` turns them into disagreement with the mode, disagreement
+between members, and the gain of each simplex's average over its mode alone.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import accuracy_score, log_loss
+from itertools import combinations
 
-__all__ = ["expected_calibration_error", "uncertainty_metrics"]
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.utils.validation import check_is_fitted
+
+from ._global_state import own_global_rng
+
+__all__ = [
+    "disagreement",
+    "expected_calibration_error",
+    "member_probabilities",
+    "simplex_diversity",
+    "uncertainty_metrics",
+]
 
 
 def expected_calibration_error(y_true, proba, *, n_bins=15, labels=None):
@@ -85,3 +104,122 @@ def uncertainty_metrics(y_true, proba, *, labels=None, n_bins=15):
         "ece": expected_calibration_error(y_true, proba, n_bins=n_bins, labels=labels),
         "brier": float(((proba - onehot) ** 2).sum(axis=1).mean()),
     }
+
+
+def disagreement(proba_a, proba_b) -> float:
+    """Fraction of samples whose most probable class differs between two predictions.
+
+    Parameters
+    ----------
+    proba_a, proba_b : array-like of shape (n_samples, n_classes)
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 when both predict the same class everywhere.
+
+    Examples
+    --------
+    >>> disagreement([[0.9, 0.1], [0.4, 0.6]], [[0.6, 0.4], [0.7, 0.3]])
+    0.5
+    """
+    a, b = np.asarray(proba_a), np.asarray(proba_b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"proba_a and proba_b must have one shape (n_samples, n_classes); got {a.shape} and {b.shape}.")
+    return float(np.mean(a.argmax(axis=1) != b.argmax(axis=1)))
+
+
+@torch.no_grad()
+def member_probabilities(estimator, X) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every model a fitted ESPROClassifier averages, and of every mode.
+
+    Parameters
+    ----------
+    estimator : fitted ESPROClassifier
+    X : array-like of shape (n_samples, ...)
+
+    Returns
+    -------
+    members : ndarray of shape (n_simplexes, n_members, n_samples, n_classes)
+        The models of Eq. 5, each with its own BatchNorm statistics; their mean over the
+        first two axes is ``estimator.predict_proba(X)``.
+    modes : ndarray of shape (n_simplexes, n_samples, n_classes)
+        Vertex 0 of each simplex (its mode) with the mode's own statistics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_espro import ESPROClassifier
+    >>> X, y = np.random.RandomState(0).randn(40, 3), np.arange(40) % 2
+    >>> clf = ESPROClassifier(n_modes=2, n_vertices=2, max_epochs=2, vertex_epochs=1, random_state=0).fit(X, y)
+    >>> members, modes = member_probabilities(clf, X)
+    >>> members.shape, modes.shape, bool(np.allclose(members.mean(axis=(0, 1)), clf.predict_proba(X)))
+    ((2, 5, 40, 2), (2, 40, 2), True)
+    """
+    from ._validation import resolve_device
+
+    check_is_fitted(estimator)
+    x = torch.from_numpy(estimator._validate_X(X))
+    device = resolve_device(estimator.device, fallback=True)
+    members, modes = [], []
+    with own_global_rng(device):
+        for simplex, coords, buffers in zip(estimator.simplexes_, estimator.sample_coords_, estimator.sample_buffers_):
+            simplex = simplex.to(device)
+            corner = torch.zeros(1, simplex.n_vertices, device=device)
+            corner[0, 0] = 1.0
+            mode_buffers = {k: v.unsqueeze(0).to(device) for k, v in simplex.buffers.items()}
+            member_buffers = {k: v.to(device) for k, v in buffers.items()}
+            parts = [(simplex.forward(coords.to(device), xb, member_buffers), simplex.forward(corner, xb, mode_buffers))
+                     for xb in x.to(device).split(estimator.predict_batch_size)]
+            members.append(torch.cat([p[0] for p in parts], 1).double().softmax(-1).cpu())
+            modes.append(torch.cat([p[1] for p in parts], 1)[0].double().softmax(-1).cpu())
+    return torch.stack(members).numpy(), torch.stack(modes).numpy()
+
+
+def simplex_diversity(estimator, X, y) -> list[dict]:
+    """How different the members of each simplex are, and what their average gains over the mode.
+
+    Parameters
+    ----------
+    estimator : fitted ESPROClassifier
+    X : array-like of shape (n_samples, ...)
+    y : array-like of shape (n_samples,)
+        True labels (of ``estimator.classes_``).
+
+    Returns
+    -------
+    list of dict, one per simplex
+        ``disagreement_with_mode`` (mean over members of :func:`disagreement` with the
+        mode), ``disagreement_between_members`` (mean over pairs of members; 0 with one
+        member), and for ``nll``, ``ece`` and ``brier``: the mode's value, the value of
+        the simplex's average, and ``gain_*`` = mode minus average (positive: the
+        simplex is better than its mode alone).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_espro import ESPROClassifier
+    >>> X, y = np.random.RandomState(0).randn(40, 3), np.arange(40) % 2
+    >>> clf = ESPROClassifier(n_modes=1, n_vertices=1, max_epochs=2, random_state=0).fit(X, y)
+    >>> row = simplex_diversity(clf, X, y)[0]  # a deep ensemble's member is its mode
+    >>> row["disagreement_with_mode"], row["gain_nll"]
+    (0.0, 0.0)
+    """
+    members, modes = member_probabilities(estimator, X)
+    labels = estimator.classes_
+    rows = []
+    for j, (group, mode) in enumerate(zip(members, modes)):
+        average = group.mean(axis=0)
+        row = {
+            "simplex": j,
+            "disagreement_with_mode": float(np.mean([disagreement(m, mode) for m in group])),
+            "disagreement_between_members": float(np.mean([disagreement(a, b) for a, b in combinations(group, 2)]
+                                                          or [0.0])),
+        }
+        of_mode = uncertainty_metrics(y, mode, labels=labels)
+        of_average = uncertainty_metrics(y, average, labels=labels)
+        for name in ("nll", "ece", "brier"):
+            row[f"{name}_mode"], row[f"{name}_simplex"] = of_mode[name], of_average[name]
+            row[f"gain_{name}"] = of_mode[name] - of_average[name]
+        rows.append(row)
+    return rows

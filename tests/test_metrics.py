@@ -29,3 +29,32 @@ def test_uncertainty_metrics_match_closed_forms_and_sklearn():
 def test_rows_that_do_not_sum_to_one_are_refused():
     with pytest.raises(ValueError, match="proba rows must sum to one"):
         uncertainty_metrics([0, 1], [[0.5, 0.2], [0.5, 0.5]])
+
+
+def test_member_probabilities_average_to_predict_proba_and_diversity_is_measured(digits):
+    from sklearn_espro import ConvNet1d, ESPROClassifier
+    from sklearn_espro.metrics import disagreement, member_probabilities, simplex_diversity
+
+    X, y, X_test, y_test = digits
+    X3, X3_test = X.reshape(-1, 1, 64), X_test.reshape(-1, 1, 64)
+    clf = ESPROClassifier(ConvNet1d, module__channels=(4, 8), module__length=64, n_modes=2, n_vertices=3,
+                          max_epochs=4, vertex_epochs=2, vertex_lr=0.2, batch_size=50, random_state=0,
+                          device="cpu").fit(X3, y)
+    members, modes = member_probabilities(clf, X3_test)
+    assert members.shape == (2, 5, 200, 10) and modes.shape == (2, 200, 10)
+    np.testing.assert_allclose(members.mean(axis=(0, 1)), clf.predict_proba(X3_test), atol=1e-10)
+    rows = simplex_diversity(clf, X3_test, y_test)
+    assert [r["simplex"] for r in rows] == [0, 1]
+    for row, group, mode in zip(rows, members, modes):
+        assert row["disagreement_with_mode"] == pytest.approx(np.mean([disagreement(m, mode) for m in group]))
+        assert 0 < row["disagreement_with_mode"] < 1 and 0 < row["disagreement_between_members"] < 1
+        assert row["gain_nll"] == pytest.approx(row["nll_mode"] - row["nll_simplex"])
+        assert row["nll_mode"] == pytest.approx(log_loss(y_test, mode, labels=clf.classes_))
+
+
+def test_disagreement_needs_matching_shapes():
+    from sklearn_espro.metrics import disagreement
+
+    assert disagreement([[1.0, 0.0]], [[1.0, 0.0]]) == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        disagreement([[1.0, 0.0]], [[1.0, 0.0, 0.0]])
