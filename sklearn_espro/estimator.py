@@ -77,6 +77,9 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         Learning rate of the modes.
     vertex_lr : float, default=0.01
         Learning rate of the vertices.
+    vertex_schedule : {"cosine", "constant"}, default="cosine"
+        The vertices' learning rate over their epochs: a cosine from ``vertex_lr`` to
+        zero, restarted for each vertex, or ``vertex_lr`` throughout.
     batch_size : int, default=128
         Minibatch size of training. With BatchNorm, a last batch of one sample is left
         out of a mode's epoch and joins the batch before it in a vertex's epoch.
@@ -175,6 +178,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         "vertex_epochs": [Interval(Integral, 0, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "vertex_lr": [Interval(Real, 0, None, closed="neither")],
+        "vertex_schedule": [StrOptions({"cosine", "constant"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [type],
@@ -201,6 +205,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         vertex_epochs=6,
         lr=0.05,
         vertex_lr=0.01,
+        vertex_schedule="cosine",
         batch_size=128,
         predict_batch_size=1024,
         optimizer=torch.optim.SGD,
@@ -224,6 +229,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         self.vertex_epochs = vertex_epochs
         self.lr = lr
         self.vertex_lr = vertex_lr
+        self.vertex_schedule = vertex_schedule
         self.batch_size = batch_size
         self.predict_batch_size = predict_batch_size
         self.optimizer = optimizer
@@ -328,7 +334,8 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
 
     def _vertex_kwargs(self, criterion_kwargs: dict[str, Any]) -> dict[str, Any]:
         return {
-            "epochs": self.vertex_epochs, "lr": self.vertex_lr, "batch_size": self.batch_size,
+            "epochs": self.vertex_epochs, "lr": self.vertex_lr, "schedule": self.vertex_schedule,
+            "batch_size": self.batch_size,
             "n_train_samples": self.n_train_samples, "optimizer": self.optimizer,
             "optimizer_kwargs": self._optimizer_kwargs(),
             "criterion": self.criterion(**criterion_kwargs),

@@ -87,13 +87,12 @@ def grow_vertex(
     *,
     epochs: int,
     batch_size: int,
+    schedule: str = "cosine",
     phase: str = "vertex",
     on_epoch: EpochCallback | None = None,
     **kwargs: Any,
 ) -> tuple[Simplex, list[dict[str, Any]]]:
     """Add one vertex to ``simplex`` and train only it on the regularised loss (Section 5.1).
-
-    The learning rate follows a cosine schedule over ``epochs``, as in the reference code.
 
     Parameters
     ----------
@@ -102,6 +101,9 @@ def grow_vertex(
     X, y : Tensor
         Training data on the training device; ``y`` holds class indices.
     epochs, batch_size : int
+    schedule : {"cosine", "constant"}, default="cosine"
+        The learning rate over the vertex's epochs: a cosine from ``lr`` to zero (the
+        reference code's), or ``lr`` throughout.
     phase : str, default="vertex"
         Name of this phase in errors.
     on_epoch : callable, default=None
@@ -142,14 +144,18 @@ def grow_vertex(
     (2, 2)
     """
     state = init_vertex_state(simplex, **kwargs)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1))
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}.")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1)) \
+        if schedule == "cosine" else None
     settings = f"vertex_lr={kwargs['lr']:g}, scaled volume weight {state.volume_reg:.4g}"
     history, start = [], None
     index = simplex.n_vertices
     with torch.enable_grad():  # also when called under no_grad
         for epoch in range(epochs):
             result = run_epoch(state, X, y, batch_size)
-            schedule.step()
+            if scheduler is not None:
+                scheduler.step()
             check_finite(result["loss"], epoch, phase, settings)
             start = result["start_data_loss"] if start is None else start
             record = {"phase": "vertex", "vertex": index, "epoch": epoch, "loss": result["loss"],
