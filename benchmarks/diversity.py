@@ -39,7 +39,7 @@ from sklearn_espro.metrics import member_probabilities, simplex_diversity, uncer
 GRIDS = {
     "lr": [dict(vertex_lr=lr, vertex_schedule=schedule)
            for lr in (0.01, 0.05, 0.1, 0.2) for schedule in ("cosine", "constant")],
-    "volume": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.05, 0.1) for reg in (0.0, 0.02, 0.2, 1.0)],
+    "volume": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.2, 0.3, 0.5) for reg in (0.0, 0.02, 0.2)],
 }
 
 

@@ -1,4 +1,4 @@
-"""What ``ESPROClassifier.fit`` prepares before its jobs: starting networks and volume weights.
+"""What ``ESPROClassifier.fit`` prepares before its jobs: starting networks and class weights.
 
 Plain functions over a ``build`` callable (``build() -> nn.Module``, freshly
 initialised from the global torch RNG), so the estimator keeps only the contract.
@@ -15,9 +15,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from ._validation import mode_state_dict
-from .growing import scaled_volume_regs
 
-__all__ = ["MAX_SEED", "initial_modules", "seeded", "volume_regs", "weighted_criterion_kwargs"]
+__all__ = ["MAX_SEED", "initial_modules", "seeded", "weighted_criterion_kwargs"]
 
 MAX_SEED = np.iinfo(np.int32).max
 Build = Callable[[], nn.Module]
@@ -48,14 +47,6 @@ def initial_modules(build: Build, n_modes: int, modes: Sequence[Any] | None, rng
             raise ValueError(f"modes[{i}] does not fit the module {type(module).__name__}: {exc}") from exc
         modules.append(module)
     return modules, True
-
-
-def volume_regs(build: Build, volume_reg: float, n_vertices: int, rng) -> list[float]:
-    """Scaled ``lambda`` for each vertex index, normalised by simplexes of fresh networks."""
-    if volume_reg == 0 or n_vertices < 2:
-        return [0.0] * n_vertices
-    fresh = [seeded(build, int(s)) for s in rng.randint(MAX_SEED, size=n_vertices)]
-    return scaled_volume_regs(volume_reg, fresh)
 
 
 def weighted_criterion_kwargs(kwargs: dict[str, Any], class_weight, classes: np.ndarray, y: np.ndarray) -> dict[str, Any]:

@@ -14,11 +14,10 @@ from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
 from ._validation import (
-    Interval, check_data, check_module_output, check_modes, check_optimizer, reset_parameters, resolve_device,
-    validate_params,
+    Interval, check_data, check_module_output, check_modes, check_optimizer, resolve_device, validate_params,
 )
 from .geometry import log_simplex_volume, sample_complex_coords
-from .growing import grow_vertex, scaled_volume_regs
+from .growing import grow_vertex
 from ._global_state import own_global_rng
 from .simplex import Simplex, expand, mean_probabilities
 
@@ -190,7 +189,7 @@ def connect_modes(
     y,
     *,
     n_connectors: int = 1,
-    volume_reg: float = 0.02,
+    volume_reg: float = 0.01,
     epochs: int = 30,
     lr: float = 0.1,
     batch_size: int = 128,
@@ -219,9 +218,9 @@ def connect_modes(
     y : array-like of shape (n_samples,)
         Class labels; their sorted unique values must match the modes' outputs.
     n_connectors : int, default=1
-    volume_reg : float, default=0.02
-        ``lambda``, normalised as in :class:`~sklearn_espro.ESPROClassifier` by the
-        log-volume of simplexes of freshly initialised networks.
+    volume_reg : float, default=0.01
+        ``lambda`` of Eq. 1, the same for every connecting point (as in
+        :class:`~sklearn_espro.ESPROClassifier`: no normalisation by the vertex count).
     epochs, lr, batch_size, n_train_samples : training of each connecting point
         Defaults 30, 0.1, 128, 5: connecting three MLP modes on digits through two points,
         fewer epochs or a smaller rate left the sampled members' loss 1.4-4 x the modes'.
@@ -252,14 +251,12 @@ def connect_modes(
     kwargs = dict(optimizer_kwargs or ({"momentum": 0.9} if optimizer is torch.optim.SGD else {}))
     check_optimizer(optimizer, kwargs)
     seed = int(generator.initial_seed())
-    with own_global_rng(X_t.device, seed):  # fresh networks and dropout; the caller's RNG is kept
-        fresh = [reset_parameters(copy.deepcopy(modes[0])) for _ in range(n_connectors + 1)]
-        regs = scaled_volume_regs(volume_reg, fresh)
+    with own_global_rng(X_t.device, seed):  # dropout; the caller's RNG is kept
         simplexes = [(i,) for i in range(len(modes))]
         for j in range(n_connectors):
             points, _ = grow_vertex(
                 points, X_t, y_t, epochs=epochs, batch_size=batch_size, phase=f"connector {j}", faces=simplexes,
-                volume_reg=regs[j + 1], lr=lr, n_train_samples=n_train_samples, optimizer=optimizer,
+                volume_reg=volume_reg, lr=lr, n_train_samples=n_train_samples, optimizer=optimizer,
                 optimizer_kwargs=kwargs, criterion=nn.CrossEntropyLoss(), generator=generator,
             )
             simplexes = [s + (points.n_vertices - 1,) for s in simplexes]

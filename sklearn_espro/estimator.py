@@ -27,7 +27,7 @@ from ._validation import (
     check_X_y,
     resolve_device,
 )
-from ._starts import MAX_SEED, initial_modules, volume_regs, weighted_criterion_kwargs
+from ._starts import MAX_SEED, initial_modules, weighted_criterion_kwargs
 from .members import fit_simplex, sample_members
 from .modules import MLP
 from ._global_state import own_global_rng
@@ -59,11 +59,12 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     n_vertices : int, default=3
         Vertices of each simplex, the mode included. ``1`` is a plain deep ensemble.
     volume_reg : float, default=0.02
-        ``lambda`` of Eq. 1, before scaling: while a simplex grows to ``n`` vertices
-        the weight of ``log V`` is ``volume_reg / max(|log V_init(n)|, 1)``, with
-        ``V_init(n)`` the volume of a simplex of ``n`` freshly initialised networks
-        (the reference code's normalisation), so one grid of values suits any size
-        of network. ``0`` grows simplexes with no volume term.
+        ``lambda`` of Eq. 1, the same for every vertex: only the new vertex moves, and
+        the volume term pulls it away from the others with force ``lambda / h`` (``h``
+        its distance to their hull) whatever the vertex count, so one value means the
+        same for every vertex. ``0`` grows simplexes with no volume term. (The
+        reference code divides by the log-volume of freshly initialised simplexes;
+        this library did until version 0.1.)
     n_train_samples : int, default=5
         Models drawn per training step (``H`` of Eq. 3); each sees one chunk of the
         minibatch, all in one vectorised forward.
@@ -297,14 +298,12 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
             check_module(modules[0], X, n_classes, self.n_vertices, self.batch_size)
             seeds = rng.randint(MAX_SEED, size=len(modules))
-            # drawn last, so that the modes do not depend on n_vertices
-            regs = volume_regs(build, self.volume_reg, self.n_vertices, rng)
         # 2. one job per mode and its simplex
         shared = {
             "n_vertices": self.n_vertices, "n_samples": self.n_samples, "pretrained": pretrained,
             "mode_kwargs": self._mode_kwargs(n_classes, criterion_kwargs),
             "vertex_kwargs": self._vertex_kwargs(criterion_kwargs),
-            "volume_regs": regs, "device": device, "verbose": self.verbose,
+            "volume_reg": self.volume_reg, "device": device, "verbose": self.verbose,
         }
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(fit_simplex)(module, X, y_idx, seed=int(seed), name=f"simplex {j}", **shared)

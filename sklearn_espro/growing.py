@@ -1,25 +1,29 @@
 """Growing simplexes: train one new vertex after another with the verbs of :mod:`~sklearn_espro.training`.
 
 :func:`grow_vertex` adds one vertex and trains it for some epochs on Eq. 1 (a cosine
-learning-rate schedule per vertex, as in the reference code); :func:`grow_simplex`
-repeats it; :func:`scaled_volume_regs` normalises the volume weight ``lambda``.
+learning-rate schedule per vertex, as in the reference code, or a constant rate);
+:func:`grow_simplex` repeats it with the same volume weight ``lambda`` for every vertex.
+
+While vertex ``k`` trains, only it moves, and ``log V_k = log V_(k-1) + log h - log k``
+with ``h`` its distance to the hull of the others: the volume term's pull on it is
+``lambda * grad(log h)``, of size ``lambda / h`` whatever ``k`` is. So one ``lambda`` means
+the same at every vertex count, and no normalisation by ``k`` is applied.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .geometry import log_simplex_volume
-from .simplex import Simplex, flatten, trainable_parameters, unflatten
+from .simplex import Simplex, unflatten
 from .training import init_vertex_state, run_epoch
 
-__all__ = ["grow_simplex", "grow_vertex", "scaled_volume_regs"]
+__all__ = ["grow_simplex", "grow_vertex"]
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -43,41 +47,6 @@ def warn_if_loss_grew(start: float, end: float, phase: str, settings: str) -> No
             "sampled models left the low-loss region. A smaller vertex_lr or volume_reg keeps them there.",
             RuntimeWarning, stacklevel=2,
         )
-
-
-def scaled_volume_regs(volume_reg: float, fresh: Sequence[nn.Module]) -> list[float]:
-    """The weight of ``log V`` while each vertex trains, normalised by random simplexes.
-
-    ``lambda_n = volume_reg / max(|log V_init(n)|, 1)``, with ``V_init(n)`` the volume of
-    the simplex whose ``n`` vertices are the first ``n`` of ``fresh`` (independently
-    initialised networks): the reference code's normalisation, so that one
-    ``volume_reg`` suits networks of any size.
-
-    Parameters
-    ----------
-    volume_reg : float
-        Unscaled ``lambda`` of Eq. 1.
-    fresh : sequence of nn.Module
-        ``n_vertices`` freshly initialised networks of one architecture.
-
-    Returns
-    -------
-    list of float of length n_vertices
-        Entry ``i`` weights the volume while vertex ``i`` trains (entry 0, the mode, is 0).
-
-    Examples
-    --------
-    >>> import torch
-    >>> _ = torch.manual_seed(0)
-    >>> regs = scaled_volume_regs(0.1, [torch.nn.Linear(10, 10) for _ in range(3)])
-    >>> regs[0], len(regs), 0 < regs[2] <= 0.1
-    (0.0, 3, True)
-    """
-    flat = torch.stack([flatten(trainable_parameters(m), 0) for m in fresh])
-    regs = [0.0]
-    for n in range(2, len(fresh) + 1):
-        regs.append(volume_reg / max(abs(float(log_simplex_volume(flat[:n]))), 1.0))
-    return regs
 
 
 def grow_vertex(
@@ -109,7 +78,7 @@ def grow_vertex(
     on_epoch : callable, default=None
         Called after each epoch with that epoch's history record.
     **kwargs
-        ``volume_reg`` (scaled ``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
+        ``volume_reg`` (``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
         ``optimizer``, ``optimizer_kwargs``, ``criterion``, ``generator`` (on the
         training device; drives the noise, the shuffling and the samples) and
         optionally ``init_noise``: see :func:`~sklearn_espro.training.init_vertex_state`.
@@ -174,14 +143,14 @@ def grow_simplex(
     y: Tensor,
     n_vertices: int,
     *,
-    volume_regs: Sequence[float],
+    volume_reg: float,
     phase: str = "simplex",
     **kwargs: Any,
 ) -> tuple[Simplex, list[dict[str, Any]]]:
     """Grow ``simplex`` one vertex at a time until it has ``n_vertices`` vertices.
 
-    ``volume_regs[i]`` is the scaled ``lambda`` used while vertex ``i`` trains; the
-    other keyword arguments go to :func:`grow_vertex`.
+    Every vertex trains on Eq. 1 with the same ``volume_reg``; the other keyword
+    arguments go to :func:`grow_vertex`.
 
     Parameters
     ----------
@@ -189,7 +158,8 @@ def grow_simplex(
     X, y : Tensor
         Training data and class indices, on the training device.
     n_vertices : int
-    volume_regs : sequence of float
+    volume_reg : float
+        ``lambda`` of Eq. 1.
     phase : str, default="simplex"
     **kwargs
         See :func:`grow_vertex`.
@@ -205,7 +175,7 @@ def grow_simplex(
     >>> from sklearn_espro.simplex import Simplex
     >>> X, y = torch.randn(20, 4), torch.randint(3, (20,))
     >>> simplex, history = grow_simplex(
-    ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, 3, volume_regs=[0.0, 0.1, 0.1], epochs=1,
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, 3, volume_reg=0.1, epochs=1,
     ...     batch_size=10, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD, optimizer_kwargs={},
     ...     criterion=torch.nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(0))
     >>> simplex.n_vertices, [r["vertex"] for r in history]
@@ -213,9 +183,8 @@ def grow_simplex(
     """
     history: list[dict[str, Any]] = []
     while simplex.n_vertices < n_vertices:
-        i = simplex.n_vertices
         simplex, records = grow_vertex(
-            simplex, X, y, volume_reg=volume_regs[i], phase=f"vertex {i} of {phase}", **kwargs
+            simplex, X, y, volume_reg=volume_reg, phase=f"vertex {simplex.n_vertices} of {phase}", **kwargs
         )
         history += records
     return simplex, history

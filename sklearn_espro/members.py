@@ -167,7 +167,7 @@ def fit_simplex(
     pretrained: bool,
     mode_kwargs: dict[str, Any],
     vertex_kwargs: dict[str, Any],
-    volume_regs: Sequence[float],
+    volume_reg: float,
     device: str,
     seed: int,
     name: str = "simplex",
@@ -194,8 +194,8 @@ def fit_simplex(
     vertex_kwargs : dict
         Arguments of :func:`~sklearn_espro.growing.grow_vertex` (with ``epochs`` and
         ``batch_size``).
-    volume_regs : sequence of float
-        Scaled ``lambda`` per vertex (:func:`~sklearn_espro.growing.scaled_volume_regs`).
+    volume_reg : float
+        ``lambda`` of Eq. 1, for every vertex.
     device : str
     seed : int
     name : str, default="simplex"
@@ -218,7 +218,7 @@ def fit_simplex(
     ...                      optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={}),
     ...     vertex_kwargs=dict(epochs=2, batch_size=10, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD,
     ...                        optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss()),
-    ...     volume_regs=[0.0, 0.1], device="cpu", seed=0)
+    ...     volume_reg=0.1, device="cpu", seed=0)
     >>> result["simplex"].n_vertices, tuple(result["coords"].shape)
     (2, (3, 2))
     """
@@ -238,7 +238,7 @@ def fit_simplex(
             )
         with own_global_rng(device, seed):
             simplex, coords, buffers, records = _grow_and_sample(
-                module, X, y, n_vertices, n_samples, vertex_kwargs, volume_regs, device, seed, name, on_epoch
+                module, X, y, n_vertices, n_samples, vertex_kwargs, volume_reg, device, seed, name, on_epoch
             )
         history += records
     finally:
@@ -262,7 +262,7 @@ def _progress_bar(total: int, name: str, verbose: int):
     return tqdm(total=total, desc=name, leave=True)
 
 
-def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex_kwargs, volume_regs, device, seed, name, on_epoch):
+def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex_kwargs, volume_reg, device, seed, name, on_epoch):
     """Grow the simplex of a trained mode and fix its prediction models (steps 2 and 3)."""
     generator = torch.Generator(device=device).manual_seed(seed)
     simplex = Simplex.from_module(module.to(device).eval()).to(device)
@@ -270,7 +270,7 @@ def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex_kwargs, volume_
     y_t = torch.as_tensor(y, device=device)
     vertex_kwargs = {**vertex_kwargs, "criterion": vertex_kwargs["criterion"].to(device)}
     simplex, records = grow_simplex(
-        simplex, X_t, y_t, n_vertices, volume_regs=volume_regs, phase=name,
+        simplex, X_t, y_t, n_vertices, volume_reg=volume_reg, phase=name,
         generator=generator, on_epoch=on_epoch, **vertex_kwargs,
     )
     n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode

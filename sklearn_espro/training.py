@@ -114,7 +114,7 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     log_volume : Tensor of shape ()
         ``log V(S)`` of the simplex with its trainable vertex.
     volume_reg : float
-        ``lambda``, already scaled (see :func:`~sklearn_espro.growing.scaled_volume_regs`).
+        ``lambda`` of Eq. 1.
 
     Returns
     -------

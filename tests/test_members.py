@@ -37,7 +37,7 @@ def test_fit_simplex_returns_cpu_results_with_recomputed_batchnorm(digits):
     X, y, _, _ = digits
     out = fit_simplex(
         ConvNet1d(64, 10, channels=(4, 4)), X, y.astype(np.int64), n_vertices=3, n_samples=4, pretrained=False,
-        mode_kwargs=MODE, vertex_kwargs=VERTEX, volume_regs=[0, 0.1, 0.1], device="cpu", seed=0,
+        mode_kwargs=MODE, vertex_kwargs=VERTEX, volume_reg=0.1, device="cpu", seed=0,
     )
     assert out["simplex"].n_vertices == 3
     assert out["coords"].shape == (4, 3)
@@ -53,6 +53,6 @@ def test_fit_simplex_names_the_mode_when_training_diverges(digits):
     with pytest.raises(FloatingPointError, match=r"mode of simplex 2 \(lr=.*learning rate"):
         fit_simplex(
             MLP(64, 10), X * 1e20, y.astype(np.int64), n_vertices=1, n_samples=1, pretrained=False,
-            mode_kwargs={**MODE, "lr": 1e10}, vertex_kwargs=VERTEX, volume_regs=[0], device="cpu", seed=0,
+            mode_kwargs={**MODE, "lr": 1e10}, vertex_kwargs=VERTEX, volume_reg=0.0, device="cpu", seed=0,
             name="simplex 2",
         )

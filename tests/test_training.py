@@ -8,7 +8,7 @@ from torch.func import functional_call
 
 from sklearn_espro.geometry import sample_barycentric
 from sklearn_espro.simplex import Simplex
-from sklearn_espro.growing import grow_simplex, grow_vertex, scaled_volume_regs
+from sklearn_espro.growing import grow_simplex, grow_vertex
 from sklearn_espro.training import (
     get_loss,
     infer,
@@ -97,7 +97,7 @@ def test_sampled_members_keep_low_training_loss(trained_mlp, digits):
     module = copy.deepcopy(trained_mlp)
     mode_loss = _loss(module, X, y)
     simplex, history = grow_simplex(
-        Simplex.from_module(module), torch.as_tensor(X), torch.as_tensor(y), 3, volume_regs=[0, 0.1, 0.1],
+        Simplex.from_module(module), torch.as_tensor(X), torch.as_tensor(y), 3, volume_reg=0.1,
         **_grow_kwargs(epochs=5),
     )
     assert simplex.n_vertices == 3 and len(history) == 10
@@ -114,21 +114,8 @@ def test_diverging_loss_names_the_phase(trained_mlp, digits):
     X, y, _, _ = digits
     simplex = Simplex.from_module(copy.deepcopy(trained_mlp))
     with pytest.raises(FloatingPointError, match=r"epoch 1 of vertex 1 of simplex 0 \(vertex_lr=1e\+12.*learning rate"):
-        grow_simplex(simplex, torch.as_tensor(X), torch.as_tensor(y), 2, volume_regs=[0, 0.1], phase="simplex 0",
+        grow_simplex(simplex, torch.as_tensor(X), torch.as_tensor(y), 2, volume_reg=0.1, phase="simplex 0",
                      **_grow_kwargs(lr=1e12, epochs=1))
-
-
-def test_volume_weight_is_normalised_by_random_simplexes():
-    torch.manual_seed(0)
-    small = scaled_volume_regs(1.0, [nn.Linear(10, 10) for _ in range(3)])
-    large = scaled_volume_regs(1.0, [nn.Linear(100, 100) for _ in range(3)])
-    assert small[0] == 0.0 and len(small) == 3
-    assert 0 < large[2] < small[2] <= 1.0  # a bigger random simplex, a smaller weight
-    fresh = [nn.Linear(100, 100) for _ in range(3)]
-    flat = torch.stack([torch.cat([m.weight.detach().flatten(), m.bias.detach()]) for m in fresh])
-    from sklearn_espro.geometry import log_simplex_volume
-
-    assert scaled_volume_regs(0.5, fresh)[2] == pytest.approx(0.5 / abs(log_simplex_volume(flat).item()))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
