@@ -19,7 +19,8 @@ the gains in NLL and ECE, clean and shifted, the members' disagreement with thei
 and each other, and the members' training-loss increase over the mode.
 
     python benchmarks/diversity.py                  # 3 seeds, the grid below
-    python benchmarks/diversity.py --seeds 5 --grid lr
+    python benchmarks/diversity.py --seeds 5 --grid volume
+    python benchmarks/diversity.py --test --seeds 5 --weight-decays 5e-4 --set vertex_lr=0.2 volume_reg=0
 """
 
 from __future__ import annotations
@@ -40,22 +41,27 @@ GRIDS = {
     "lr": [dict(vertex_lr=lr, vertex_schedule=schedule)
            for lr in (0.01, 0.05, 0.1, 0.2) for schedule in ("cosine", "constant")],
     "volume": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.2, 0.3, 0.5) for reg in (0.0, 0.02, 0.2)],
+    "recipe": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.15, 0.2) for reg in (0.0, 0.002, 0.01)],
 }
 
 
-def validation_data():
-    """MNIST-1D's training series split 80/20, and a shifted validation set."""
+def load(test: bool):
+    """MNIST-1D's training series split 80/20 and a shifted validation set (series generated
+    anew, seed 2003, severity 3); with ``test``, all training series, the test set and its
+    severity-3 shift from ``datasets.mnist1d``."""
     from mnist1d.data import make_dataset
 
-    data = datasets.mnist1d(shift=False)
+    data = datasets.mnist1d(shift=test)
+    if test:
+        return (data.X, data.y, data.X_test, data.y_test, *data.shifted[("noise+shear", 3)])
     cut = int(0.8 * len(data.X))
     shifted = make_dataset(datasets._mnist1d_args(seed=2003, severity=3))
     return (data.X[:cut], data.y[:cut], data.X[cut:], data.y[cut:],
             shifted["x"][:1000].astype(np.float32), shifted["y"][:1000].astype(np.int64))
 
 
-def run(seeds, grid, mode_epochs, vertex_epochs, n_vertices, weight_decays):
-    X, y, X_val, y_val, X_shift, y_shift = validation_data()
+def run(seeds, grid, mode_epochs, vertex_epochs, n_vertices, weight_decays, test=False):
+    X, y, X_val, y_val, X_shift, y_shift = load(test)
     rows = []
     for seed in seeds:
         for wd in weight_decays:
@@ -91,10 +97,18 @@ def run(seeds, grid, mode_epochs, vertex_epochs, n_vertices, weight_decays):
     return rows
 
 
+COLUMNS = {  # key in the rows: header in the table
+    "gain_ratio_clean": "gain / DE2, clean", "gain_ratio_shift": "gain / DE2, shift",
+    "gain_nll_clean": "NLL gain, clean", "gain_ece_clean": "ECE gain, clean", "gain_nll_shift": "NLL gain, shift",
+    "disagreement_with_mode_clean": "disagreement with mode",
+    "disagreement_between_members_clean": "disagreement between members",
+    "train_nll_ratio": "members' train NLL / mode's", "nll_simplex_clean": "simplex NLL, clean",
+}
+
+
 def table(rows, keys):
-    cols = ["gain_ratio_clean", "gain_ratio_shift", "gain_nll_clean", "gain_ece_clean", "gain_nll_shift",
-            "disagreement_with_mode_clean", "disagreement_between_members_clean", "train_nll_ratio", "nll_simplex_clean"]
-    out = ["| mode wd | " + " | ".join(keys) + " | " + " | ".join(cols) + " |",
+    cols = list(COLUMNS)
+    out = ["| mode weight decay | " + " | ".join(keys) + " | " + " | ".join(COLUMNS.values()) + " |",
            "|---" * (len(keys) + len(cols) + 1) + "|"]
     groups = {}
     for r in rows:
@@ -113,14 +127,19 @@ def main():
     parser.add_argument("--vertex-epochs", type=int, default=3)
     parser.add_argument("--n-vertices", type=int, default=4)
     parser.add_argument("--weight-decays", type=float, nargs="*", default=[0.0, 5e-4])
+    parser.add_argument("--set", nargs="*", metavar="PARAM=VALUE",
+                        help="one vertex setting instead of a grid, e.g. vertex_lr=0.2 volume_reg=0")
+    parser.add_argument("--test", action="store_true",
+                        help="score on the test set (for the chosen setting only; choose on validation)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/diversity.json"))
     args = parser.parse_args()
-    grid = GRIDS[args.grid]
-    rows = run(range(args.seeds), grid, args.mode_epochs, args.vertex_epochs, args.n_vertices, args.weight_decays)
+    grid = [{k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}] if args.set else GRIDS[args.grid]
+    rows = run(range(args.seeds), grid, args.mode_epochs, args.vertex_epochs, args.n_vertices, args.weight_decays,
+               args.test)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1))
     keys = sorted({k for s in grid for k in s})
-    print(f"\nMNIST-1D validation split, ConvNet1d, {args.n_vertices} vertices x {args.vertex_epochs} epochs "
+    print(f"\nMNIST-1D {'test set' if args.test else 'validation split'}, ConvNet1d, {args.n_vertices} vertices x {args.vertex_epochs} epochs "
           f"per simplex, modes of {args.mode_epochs} epochs; mean ± std over {args.seeds} seeds x 2 modes")
     print(table(rows, keys))
 

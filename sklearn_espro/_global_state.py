@@ -80,7 +80,7 @@ def vectorisable_attention() -> Iterator[None]:
         if _attention_users == 0:
             _attention_saved.clear()
             for backend, getter, setter, value in _ATTENTION_FLAGS:
-                module = getattr(torch.backends, backend)
+                module = getattr(torch.backends, backend, None)
                 if hasattr(module, getter) and hasattr(module, setter):
                     _attention_saved.append((getattr(module, setter), getattr(module, getter)()))
                     getattr(module, setter)(value)

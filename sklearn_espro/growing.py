@@ -117,7 +117,7 @@ def grow_vertex(
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}.")
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1)) \
         if schedule == "cosine" else None
-    settings = f"vertex_lr={kwargs['lr']:g}, scaled volume weight {state.volume_reg:.4g}"
+    settings = f"vertex_lr={kwargs['lr']:g}, volume_reg={state.volume_reg:g}"
     history, start = [], None
     index = simplex.n_vertices
     with torch.enable_grad():  # also when called under no_grad

@@ -135,7 +135,7 @@ def test_predict_before_fit(data):
 
 @pytest.mark.parametrize("phase, overrides, message", [
     ("mode", {"lr": 1e12}, r"epoch \d+ of the mode of simplex 0 \(lr=1e\+12\).*learning rate"),
-    ("vertex", {"vertex_lr": 1e12, "lr": 0.01, "volume_reg": 1.0}, r"epoch 1 of vertex 1 of simplex 0 \(vertex_lr=1e\+12, scaled volume weight .*learning rate"),
+    ("vertex", {"vertex_lr": 1e12, "lr": 0.01, "volume_reg": 1.0}, r"epoch 1 of vertex 1 of simplex 0 \(vertex_lr=1e\+12, volume_reg=1\).*learning rate"),
 ])
 def test_diverging_loss_names_the_phase_and_leaves_nothing_fitted(data, phase, overrides, message):
     X, y = data

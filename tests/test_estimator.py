@@ -224,7 +224,7 @@ def test_class_weight_balanced_or_dict_weights_the_loss(digits):
     balanced = ESPROClassifier(class_weight="balanced", **kw).fit(X, y2)
     by_dict = ESPROClassifier(class_weight={0: 1.0, 1: 9.0}, **kw).fit(X, y2)
     # weighting the rare class raises its predicted probability
-    assert balanced.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.05
-    assert by_dict.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.05
+    assert balanced.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.02
+    assert by_dict.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.02
     same = ESPROClassifier(criterion__weight=torch.tensor([1.0, 9.0]), **kw).fit(X, y2)
     np.testing.assert_allclose(same.predict_proba(X), by_dict.predict_proba(X), atol=1e-6)
