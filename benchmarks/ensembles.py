@@ -3,8 +3,9 @@
 For each data set and seed:
 
 - a pool of independently trained networks, each a skorch ``NeuralNetClassifier`` with
-  the same recipe as ESPRO's modes (SGD, momentum 0.9, cosine schedule, 30 epochs): the
-  deep ensemble of J members averages the first J (J = 1 is the single model);
+  the same recipe as ESPRO's modes (SGD, momentum 0.9, weight decay 5e-4, cosine schedule,
+  30 epochs): the deep ensemble of J members averages the first J (J = 1 is the single
+  model);
 - ``ESPROClassifier(n_modes=3, n_vertices=3)`` trained from scratch;
 - ESPRO grown from the deep ensemble's own members (``modes=``), at several
   ``n_vertices``; its first J simplexes make the J-member ESPRO ensemble.
@@ -43,6 +44,7 @@ from sklearn_espro.metrics import uncertainty_metrics
 ROOT = Path(__file__).resolve().parent.parent
 MAX_MEMBERS = 5
 RECIPE = dict(max_epochs=30, lr=0.05, batch_size=128)  # shared by deep-ensemble members and ESPRO modes
+WEIGHT_DECAY = 5e-4  # ESPROClassifier's default for SGD: deep-ensemble members train with it too
 
 
 class VGGSmall(nn.Module):
@@ -75,7 +77,8 @@ def deep_ensemble_member(module_cls, kwargs, recipe, data, seed: int) -> tuple[N
     net = NeuralNetClassifier(
         module_cls, module__n_features_in=data.X.shape[1], module__n_classes=int(data.y.max()) + 1,
         **{f"module__{k}": v for k, v in kwargs.items()}, criterion=nn.CrossEntropyLoss,
-        optimizer=torch.optim.SGD, optimizer__momentum=0.9, train_split=None, verbose=0, device="cpu",
+        optimizer=torch.optim.SGD, optimizer__momentum=0.9, optimizer__weight_decay=WEIGHT_DECAY, train_split=None,
+        verbose=0, device="cpu",
         callbacks=[LRScheduler("CosineAnnealingLR", T_max=recipe["max_epochs"])],
         iterator_train__shuffle=True, **recipe,
     )

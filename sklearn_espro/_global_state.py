@@ -1,8 +1,11 @@
 """torch's process-wide state that training and prediction touch, always restored.
 
 The global random generators (dropout draws from them) and the switches of the fused
-attention kernels (which ``vmap`` cannot vectorise) belong to the caller: every use
-here runs on a private copy or restores what it found, also under threads.
+attention kernels (which ``vmap`` cannot vectorise) belong to the caller: every use here
+restores what it found. Both are process-wide, so calls that overlap in threads share one
+count: the first to enter saves, the last to leave restores. (Overlapping calls also share
+the seeded generator while they run, so dropout is reproducible only for calls that do
+not overlap; process-based joblib backends never overlap.)
 """
 
 from __future__ import annotations
@@ -16,13 +19,18 @@ import torch
 __all__ = ["own_global_rng", "vectorisable_attention"]
 
 
+_rng_lock = threading.Lock()
+_rng_users = 0
+_rng_saved: dict = {}  # "cpu" or a CUDA index: the state found by the first to enter
+
+
 @contextmanager
 def own_global_rng(device: torch.device | str = "cpu", seed: int | None = None) -> Iterator[None]:
-    """Run a block on a private copy of torch's global random state, restored after.
+    """Run a block that may draw from torch's global random state, and restore that state after.
 
     Dropout (and ``vmap(randomness="different")``) draw from the global generator; inside
     this block they may, seeded with ``seed`` for reproducibility, while the caller's
-    random state is left exactly as it was.
+    random state is left exactly as it was (see the module's note on threads).
 
     Parameters
     ----------
@@ -41,16 +49,33 @@ def own_global_rng(device: torch.device | str = "cpu", seed: int | None = None) 
     >>> bool((torch.rand(2) == expected).all())  # as if the block had not run
     True
     """
+    global _rng_users
     device = torch.device(device)
     cuda = device.type == "cuda"
     index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
-    with torch.random.fork_rng(devices=[index] if cuda else []):
+    with _rng_lock:
+        if _rng_users == 0:
+            _rng_saved.clear()
+            _rng_saved["cpu"] = torch.get_rng_state()
+        if cuda and index not in _rng_saved:
+            _rng_saved[index] = torch.cuda.get_rng_state(index)
+        _rng_users += 1
+    try:
         if seed is not None:
             torch.default_generator.manual_seed(seed)
             if cuda:
                 with torch.cuda.device(index):
                     torch.cuda.manual_seed(seed)
         yield
+    finally:
+        with _rng_lock:
+            _rng_users -= 1
+            if _rng_users == 0:
+                for key, state in _rng_saved.items():
+                    if key == "cpu":
+                        torch.set_rng_state(state)
+                    else:
+                        torch.cuda.set_rng_state(state, key)
 
 
 _ATTENTION_FLAGS = (  # global switches (getter, setter, value inside); those an old torch lacks are skipped
@@ -71,9 +96,9 @@ def vectorisable_attention() -> Iterator[None]:
 
     The fused kernels (``nn.TransformerEncoderLayer``'s inference fast path, flash and
     memory-efficient scaled-dot-product attention) have no vmap rule and would run one
-    model at a time; the plain layers and the math backend vectorise. These switches
-    are process-wide, so concurrent calls (threads) share one count: the first to enter
-    saves and switches them off, the last to leave restores what it saved.
+    model at a time; the plain layers and the math backend vectorise. Calls that overlap
+    in threads share one count: the first to enter saves and switches, the last to leave
+    restores what it saved.
     """
     global _attention_users
     with _attention_lock:

@@ -32,6 +32,7 @@ __all__ = [
     "check_trainable",
     "check_training",
     "check_X_y",
+    "check_batchnorm_batch",
     "check_modes",
     "mode_state_dict",
     "reset_parameters",
@@ -350,12 +351,30 @@ def check_modes(modes: Any, n_min: int = 1, n_max: int | None = None) -> list[nn
         if not isinstance(mode, nn.Module):
             raise TypeError(f"modes[{i}] is a {type(mode).__name__}, not an nn.Module.")
     layout = {k: tuple(v.shape) for k, v in modes[0].state_dict().items()}
+    frozen = {k: v.detach() for k, v in modes[0].named_parameters() if not v.requires_grad}
     for i, mode in enumerate(modes[1:], 1):
         other = {k: tuple(v.shape) for k, v in mode.state_dict().items()}
         if other != layout:
             diff = sorted(set(layout.items()) ^ set(other.items()))[:3]
             raise ValueError(f"modes[{i}] does not have the architecture of modes[0] (they differ in {diff}).")
+        params = dict(mode.named_parameters())
+        for name, value in frozen.items():
+            if params[name].requires_grad or not torch.equal(params[name].detach().cpu(), value.cpu()):
+                raise ValueError(
+                    f"modes[{i}].{name} differs from modes[0].{name}, which is frozen (requires_grad=False): "
+                    "the points of a complex share frozen parameters, so they must be equal in every mode."
+                )
     return modes
+
+
+def check_batchnorm_batch(module: nn.Module, batch_size: int, n_samples: int, name: str = "batch_size") -> None:
+    """BatchNorm in training mode needs two samples a batch: refuse ``batch_size`` or data that give one."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return
+    if batch_size < 2:
+        raise ValueError(f"{name}={batch_size}, but the module has BatchNorm layers, which need two samples a batch.")
+    if n_samples < 2:
+        raise ValueError(f"X has {n_samples} sample, but the module has BatchNorm layers, which need two.")
 
 
 def check_training(optimizer, optimizer_kwargs, criterion, criterion_kwargs, n_classes: int, callbacks) -> None:
@@ -368,6 +387,5 @@ def check_training(optimizer, optimizer_kwargs, criterion, criterion_kwargs, n_c
 def check_module(module: nn.Module, X: np.ndarray, n_classes: int, n_vertices: int, batch_size: int) -> None:
     """The first network: trainable, able to take ``X`` and its batches, one logit per class."""
     check_trainable(module, n_vertices)
-    if batch_size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-        raise ValueError("batch_size=1, but the module has BatchNorm layers, which need two samples a batch.")
+    check_batchnorm_batch(module, batch_size, len(X))
     check_module_output(module, X, n_classes)

@@ -1,9 +1,10 @@
 """BatchNorm for many weight settings at once: batch statistics while training, recomputed ones after.
 
-Part of the simplex layer: a vertex trains with BatchNorm normalising by the statistics of
-its own batch (:func:`batch_statistics`), and every model kept for prediction gets running
-statistics of its own, recomputed on the training data in one vectorised pass per batch
-(:func:`recompute_batchnorm`).
+Part of the simplex layer: a vertex trains on a copy of the module whose BatchNorm layers
+normalise by the statistics of their own batch (:func:`training_copy`; :func:`batch_statistics`
+does the same for a block), and every model kept for prediction gets running statistics of
+its own, recomputed on the training data in one vectorised pass per batch
+(:func:`recompute_batchnorm`), over batches of at least two samples (:func:`batch_sizes`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
 from ._validation import (
-    Interval, check_data, check_module_output, check_modes, check_optimizer, resolve_device, validate_params,
+    Interval, check_batchnorm_batch, check_data, check_module_output, check_modes, check_optimizer, resolve_device,
+    validate_params,
 )
 from .geometry import log_simplex_volume, sample_complex_coords
 from .growing import grow_vertex
@@ -139,7 +140,7 @@ def _check_prediction_args(n_samples: int, batch_size: int) -> None:
     """Raise the scikit-learn error that names a bad ``n_samples`` or ``batch_size``."""
 
 
-def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state, n_modes=(1, None)):
+def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state, n_modes=(1, None), batch_size=2):
     """Checked modes stacked as vertices, the data and a seeded generator, all on the device.
 
     The modes must be ``n_modes[0]`` to ``n_modes[1]`` networks of one architecture that
@@ -158,6 +159,7 @@ def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state,
     """
     modes = check_modes(modes, *n_modes)
     X, y = check_data(X, y)
+    check_batchnorm_batch(modes[0], batch_size, len(X))
     device = resolve_device(device)
     encoder = LabelEncoder().fit(y)
     check_module_output(modes[0], X, len(encoder.classes_))
@@ -247,7 +249,7 @@ def connect_modes(
     >>> cx.simplexes, cx.predict_proba(X[:3], n_samples=4).shape
     ([(0, 2, 3), (1, 2, 3)], (3, 2))
     """
-    points, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state)
+    points, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state, batch_size=batch_size)
     kwargs = dict(optimizer_kwargs or ({"momentum": 0.9} if optimizer is torch.optim.SGD else {}))
     check_optimizer(optimizer, kwargs)
     seed = int(generator.initial_seed())

@@ -196,7 +196,8 @@ def fit_curve_swag(
     epochs, lr : int, float, default=20, 0.1
     swag_epochs, swag_lr : int, float, default=10, 0.02
     max_rank : int, default=10
-        Deviations kept for the low-rank part; ``0`` keeps none (SWAG's diagonal form).
+        Deviations kept for the low-rank part; ``0`` keeps none (SWAG's diagonal form),
+        and so, in effect, does ``1`` (the low-rank draw needs two deviations).
     batch_size, n_train_samples : int, default=128, 5
     device : str, default="auto"
     random_state : int, RandomState instance or None, default=None
@@ -215,7 +216,8 @@ def fit_curve_swag(
     >>> swag.deviations.shape, swag.path_loss(X, y, swag.sample(5), n_points=7)[0].shape
     (torch.Size([3, 10]), (5, 7))
     """
-    ends, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state, n_modes=(2, 2))
+    ends, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state, n_modes=(2, 2),
+                                                         batch_size=batch_size)
     state = init_vertex_state(
         ends, volume_reg=0.0, lr=lr, n_train_samples=n_train_samples, optimizer=torch.optim.SGD,
         optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(), generator=generator, faces=[(0,), (1,)],
@@ -223,7 +225,7 @@ def fit_curve_swag(
     moments: dict[str, Any] = {"n": 0, "mean": 0.0, "sq_mean": 0.0, "deviations": []}
     with torch.enable_grad(), own_global_rng(X_t.device, int(generator.initial_seed())):
         for epoch in range(epochs + swag_epochs):
-            progress = min(epoch / max(epochs, 1), 1.0)
+            progress = min(epoch / epochs, 1.0) if epochs else 1.0  # no curve epochs: SWAG at swag_lr
             rate = swag_lr + (lr - swag_lr) * (1 + math.cos(math.pi * progress)) / 2
             for group in state.optimizer.param_groups:
                 group["lr"] = rate

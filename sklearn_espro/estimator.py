@@ -21,6 +21,7 @@ from ._validation import (
     RoutedParamsMixin,
     StrOptions,
     build_module,
+    check_batchnorm_batch,
     check_module,
     check_no_bools,
     check_training,
@@ -90,8 +91,9 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         Minibatch size of training. With BatchNorm, a last batch of one sample is left
         out of a mode's epoch and joins the batch before it in a vertex's epoch.
     predict_batch_size : int, default=1024
-        Samples per forward pass in ``predict_proba`` (and when BatchNorm statistics are
-        recomputed); memory grows with it times ``n_samples``.
+        Samples per forward pass in ``predict_proba``; memory grows with it times
+        ``n_samples``. (BatchNorm statistics are recomputed over batches of
+        ``batch_size``, in ``fit`` and in ``sample_models`` alike.)
     optimizer : torch.optim.Optimizer subclass, default=torch.optim.SGD
         Used for modes and vertices with ``optimizer__*`` arguments (not ``lr``: see
         ``lr`` and ``vertex_lr``); for SGD, ``optimizer__momentum`` defaults to 0.9
@@ -447,4 +449,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_models must be a non-negative int, got {n_models!r}.")
         seed = int(check_random_state(random_state).randint(MAX_SEED))
         X_t = None if X is None else torch.from_numpy(self._validate_X(X))
-        return sample_members(self.simplexes_, n_models, X_t, self.predict_batch_size, seed)
+        if X_t is not None:
+            check_batchnorm_batch(self.simplexes_[0].module, self.batch_size, len(X_t))
+        # statistics over batches of the training batch size, as fit computes them
+        return sample_members(self.simplexes_, n_models, X_t, self.batch_size, seed)

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._validation import Interval, check_data, resolve_device
+from ._validation import Interval, check_batchnorm_batch, check_data, resolve_device
 from .geometry import plane_basis
 from ._global_state import own_global_rng
 from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
@@ -272,6 +272,7 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     like = like if like is not None else {k: v.unsqueeze(0) for k, v in trainable_parameters(module).items()}
     buffers = buffers if buffers is not None else fixed_tensors(module)
     X, y = check_data(X, y)
+    check_batchnorm_batch(module, batch_size, len(X))
     module = module.to(device)
     weights = torch.as_tensor(np.asarray(weights, dtype=np.float32) if not torch.is_tensor(weights) else weights)
     n_params = sum(v[0].numel() for v in like.values())

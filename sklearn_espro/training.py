@@ -207,7 +207,9 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
 
 
 def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict[str, float]:
-    """One pass over shuffled ``X``, with a short last batch joined to the one before.
+    """One pass over shuffled ``X`` in minibatches; returns the epoch's losses.
+
+    A last batch too short for one chunk (one sample, with BatchNorm) joins the one before.
 
     Parameters
     ----------
@@ -221,7 +223,8 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     dict of str to float
         ``loss`` (mean regularised loss), ``data_loss`` (mean loss of the sampled models),
         ``start_data_loss`` (that of the first step, before any update) and
-        ``log_volume`` (after the last step); read from the device once, at the end.
+        ``log_volume`` (as the last step computed it, before its update); read from the
+        device once, at the end.
 
     Examples
     --------
@@ -286,7 +289,7 @@ def init_vertex_state(
     simplex : Simplex
         The frozen vertices.
     volume_reg : float
-        Scaled ``lambda`` of Eq. 1.
+        ``lambda`` of Eq. 1.
     lr : float
     n_train_samples : int
         ``H``: models drawn per step.

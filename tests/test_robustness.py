@@ -276,3 +276,61 @@ def test_a_failing_parallel_fit_leaks_no_semaphore(tmp_path):
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert "raised The training loss became nan" in run.stdout, run.stderr[-2000:]
     assert "leaked semaphore" not in run.stderr, run.stderr[-2000:]
+
+
+def test_global_rng_is_restored_when_calls_overlap_in_threads():
+    from sklearn_espro._global_state import own_global_rng
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with own_global_rng(seed=1):
+            a_in.set()
+            b_in.wait(5)
+            torch.rand(2)
+        a_out.set()
+
+    def second():
+        a_in.wait(5)
+        with own_global_rng(seed=2):
+            b_in.set()
+            a_out.wait(5)  # the first leaves while this one is inside
+            torch.rand(2)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_tools_refuse_modes_whose_frozen_parameters_differ(data):
+    from sklearn_espro import connect_modes
+
+    X, y = data
+    modes = [nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2)) for _ in range(2)]
+    for mode in modes:
+        mode[0].requires_grad_(False)
+    with pytest.raises(ValueError, match=r"modes\[1\].0.weight differs from modes\[0\].0.weight, which is frozen"):
+        connect_modes(modes, X, y, epochs=1)
+    modes[1][0].load_state_dict(modes[0][0].state_dict())  # equal frozen layers: a complex can share them
+    cx = connect_modes(modes, X, y, epochs=1, random_state=0)
+    member = cx.to_module(torch.tensor([0.0, 1.0, 0.0]))
+    np.testing.assert_allclose(member(torch.as_tensor(X)).detach(), modes[1](torch.as_tensor(X)).detach(), atol=1e-6)
+
+
+def test_batchnorm_needs_two_samples_in_tools_and_sample_models(data):
+    from sklearn_espro import connect_modes
+
+    X, y = data
+    modes = [BatchNormMLP(5, 2) for _ in range(2)]
+    with pytest.raises(ValueError, match="batch_size=1, but the module has BatchNorm"):
+        connect_modes(modes, X, y, batch_size=1)
+    clf = ESPROClassifier(BatchNormMLP, **{**BASE, "predict_batch_size": 1}).fit(X, y)
+    assert len(clf.sample_models(2, X=X)) == 2  # statistics over batches of batch_size, not predict_batch_size
+    with pytest.raises(ValueError, match="X has 1 sample, but the module has BatchNorm"):
+        clf.sample_models(2, X=X[:1])
