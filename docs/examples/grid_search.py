@@ -14,7 +14,7 @@ pipe = Pipeline([
     ("scale", StandardScaler()),
     ("espro", ESPROClassifier(n_modes=2, n_vertices=2, max_epochs=10, vertex_epochs=3, random_state=0)),
 ])
-grid = {"espro__volume_reg": [0.0, 0.02, 0.5], "espro__module__hidden_sizes": [(64,)]}
+grid = {"espro__volume_reg": [0.0, 0.002, 0.01], "espro__module__hidden_sizes": [(64,)]}
 search = GridSearchCV(pipe, grid, cv=3, scoring="neg_log_loss").fit(X_train, y_train)
 print("best:", search.best_params_, "cross-validated NLL", round(-search.best_score_, 4))
 print("test accuracy", round(search.score(X_test, y_test), 4))
