@@ -337,6 +337,12 @@ class Simplex:
 
     def combine(self, coords: Tensor) -> Params:
         """Weights at barycentric coordinates ``coords`` of shape (n_models, n_vertices)."""
+        coords = torch.as_tensor(coords)
+        if coords.ndim != 2 or coords.shape[1] != self.n_vertices:
+            raise ValueError(
+                f"coords must have shape (n_models, {self.n_vertices}): one weight per vertex of this "
+                f"simplex; got shape {tuple(coords.shape)}."
+            )
         return combine(self.vertices, coords)
 
     def flat_vertices(self) -> Tensor:
@@ -362,11 +368,14 @@ class Simplex:
             self.module.train(was_training)
 
     def to_module(self, coords: Tensor, buffers: Params | None = None) -> nn.Module:
-        """A plain ``nn.Module`` with the weights at ``coords`` (n_vertices,).
+        """A plain ``nn.Module`` with the weights at ``coords`` (n_vertices,): ``torch.eye(n)[i]`` is vertex ``i``.
 
         Values are copied into the module's own tensors by name, so parameters tied
         between layers stay tied.
         """
+        coords = torch.as_tensor(coords)
+        if coords.shape != (self.n_vertices,):
+            raise ValueError(f"coords must have shape ({self.n_vertices},): one weight per vertex; got {tuple(coords.shape)}.")
         module = copy.deepcopy(self.module)
         params = {k: v[0] for k, v in self.combine(coords.reshape(1, -1)).items()}
         values = {**self.buffers, **(buffers or {}), **params}

@@ -102,3 +102,12 @@ def test_log_volume_of_simplex():
     simplex = Simplex(module, {"weight": torch.tensor([[[0.0, 0.0]], [[1.0, 0.0]], [[0.0, 1.0]]])})
     assert simplex.n_vertices == 3
     assert simplex.log_volume().exp().item() == pytest.approx(0.5)
+
+
+def test_coordinates_of_the_wrong_length_are_named():
+    simplex = Simplex.from_module(torch.nn.Linear(2, 2)).add_vertex({"weight": torch.ones(2, 2), "bias": torch.zeros(2)})
+    with pytest.raises(ValueError, match=r"coords must have shape \(2,\): one weight per vertex; got \(1,\)"):
+        simplex.to_module(torch.ones(1))
+    with pytest.raises(ValueError, match=r"coords must have shape \(n_models, 2\)"):
+        simplex.combine(torch.ones(3, 3))
+    assert torch.equal(simplex.to_module(torch.eye(2)[1]).weight, torch.ones(2, 2))
