@@ -131,10 +131,10 @@ def check_X_y(validate, X, y="no_validation", **kwargs):
     return out
 
 
-def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int | None) -> None:
+def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int | None) -> int:
     """Run ``module`` on two samples of ``X``: it must work and return (2, n_classes) logits.
 
-    ``n_classes=None`` accepts any number of logits.
+    ``n_classes=None`` accepts any number of logits. Returns the number of logits.
     """
     probe = torch.tensor(X[:2], device=next(iter(module.parameters()), torch.empty(0)).device)
     name = type(module).__name__
@@ -159,7 +159,7 @@ def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int | None)
             f"shape {tuple(probe.shape)}; expected ({len(probe)}, {n_classes}): one logit for "
             f"each of the {n_classes} classes found in y."
         )
-
+    return n_classes
 
 def reset_parameters(module: nn.Module) -> nn.Module:
     """Re-initialise every submodule that has ``reset_parameters`` (in place)."""

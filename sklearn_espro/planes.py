@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._validation import Interval, check_batchnorm_batch, check_data, resolve_device
+from ._validation import Interval, check_batchnorm_batch, check_data, check_module_output, resolve_device
 from .geometry import plane_basis
 from ._global_state import own_global_rng
 from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
@@ -233,6 +233,20 @@ def flat_parameters(module: nn.Module) -> np.ndarray:
     return flatten(trainable_parameters(module), 0).cpu().numpy()
 
 
+def _class_indices(module: nn.Module, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``y`` as int64 class indices, each below the module's number of outputs."""
+    try:
+        indices = y.astype(np.int64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"y must hold class indices (integers from 0): {exc}") from exc
+    if not np.array_equal(indices, y) or (len(y) and indices.min() < 0):
+        raise ValueError("y must hold class indices: integers from 0 to the number of outputs minus one.")
+    n_outputs = check_module_output(module, X, None)
+    if len(y) and indices.max() >= n_outputs:
+        raise ValueError(f"y holds class index {indices.max()}, but the module has {n_outputs} outputs.")
+    return indices
+
+
 @torch.no_grad()
 def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, batch_size: int = 512,
                  grid_batch: int = 32, device: str | torch.device = "auto") -> tuple[np.ndarray, np.ndarray]:
@@ -273,6 +287,7 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     buffers = buffers if buffers is not None else fixed_tensors(module)
     X, y = check_data(X, y)
     check_batchnorm_batch(module, batch_size, len(X))
+    y = _class_indices(module, X, y)
     module = module.to(device)
     weights = torch.as_tensor(np.asarray(weights, dtype=np.float32) if not torch.is_tensor(weights) else weights)
     n_params = sum(v[0].numel() for v in like.values())

@@ -104,3 +104,15 @@ def test_plot_without_matplotlib_names_the_extra(fitted, digits, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install 'sklearn-espro\[plot\]'"):
         plane.plot()
+
+
+def test_weights_loss_refuses_labels_that_are_not_class_indices_of_the_module():
+    from sklearn_espro.planes import weights_loss
+
+    net, X = nn.Linear(3, 2), np.ones((4, 3), dtype=np.float32)
+    w = flat_parameters(net)[None]
+    with pytest.raises(ValueError, match="y holds class index 5, but the module has 2 outputs"):
+        weights_loss(net, w, X, np.array([0, 1, 5, 1]))
+    for bad in (np.array([0.5, 1, 0, 1]), np.array([-1, 1, 0, 1])):  # never silently truncated
+        with pytest.raises(ValueError, match="y must hold class indices"):
+            weights_loss(net, w, X, bad)
