@@ -295,6 +295,12 @@ def check_criterion(criterion: Any, kwargs: dict[str, Any], n_classes: int) -> n
             f"criterion={name} returned {shape} for a batch; it must reduce to one number "
             f"(criterion__reduction={kwargs.get('reduction', 'mean')!r}: use 'mean')."
         )
+    confident = torch.nn.functional.one_hot(torch.arange(4) % n_classes, n_classes).float() * 8.0
+    if float(built(confident, torch.arange(4) % n_classes)) < 0:
+        raise ValueError(
+            f"criterion={name} gives a negative loss on logits: it expects log-probabilities "
+            "(as NLLLoss does), but the module returns logits; use nn.CrossEntropyLoss."
+        )
     return built
 
 

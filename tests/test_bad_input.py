@@ -306,6 +306,7 @@ COUNTED = {**BASE, "module": Counting}
     ({**COUNTED, "criterion": int}, TypeError, "criterion must be an nn.Module subclass"),
     ({**COUNTED, "criterion__reduction": "none"}, ValueError, r"it must reduce to one number \(criterion__reduction='none'"),
     ({**COUNTED, "criterion__foo": 1}, ValueError, "criterion=CrossEntropyLoss with criterion__foo failed"),
+    ({**COUNTED, "criterion": nn.NLLLoss}, ValueError, "criterion=NLLLoss gives a negative loss on logits"),
     ({**COUNTED, "n_modes": True}, ValueError, "'n_modes' parameter of ESPROClassifier must be an int, not a bool"),
     ({**COUNTED, "batch_size": True}, ValueError, "'batch_size' parameter of ESPROClassifier must be an int, not a bool"),
     ({**COUNTED, "device": "cuda:abc"}, ValueError, "device='cuda:abc' is not a torch device"),
