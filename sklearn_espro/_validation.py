@@ -17,6 +17,8 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from torch import nn
 
+from .batchnorm import has_batchnorm
+
 __all__ = [
     "Interval",
     "RoutedParamsMixin",
@@ -375,7 +377,7 @@ def check_modes(modes: Any, n_min: int = 1, n_max: int | None = None) -> list[nn
 
 def check_batchnorm_batch(module: nn.Module, batch_size: int, n_samples: int, name: str = "batch_size") -> None:
     """BatchNorm in training mode needs two samples a batch: refuse ``batch_size`` or data that give one."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+    if not has_batchnorm(module):
         return
     if batch_size < 2:
         raise ValueError(f"{name}={batch_size}, but the module has BatchNorm layers, which need two samples a batch.")

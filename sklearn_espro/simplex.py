@@ -339,10 +339,8 @@ class Simplex:
         """Weights at barycentric coordinates ``coords`` of shape (n_models, n_vertices)."""
         coords = torch.as_tensor(coords)
         if coords.ndim != 2 or coords.shape[1] != self.n_vertices:
-            raise ValueError(
-                f"coords must have shape (n_models, {self.n_vertices}): one weight per vertex of this "
-                f"simplex; got shape {tuple(coords.shape)}."
-            )
+            raise ValueError(f"coords must have shape (n_models, {self.n_vertices}): one weight per vertex "
+                             f"of this simplex; got shape {tuple(coords.shape)}.")
         return combine(self.vertices, coords)
 
     def flat_vertices(self) -> Tensor:

@@ -238,15 +238,18 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     ['data_loss', 'log_volume', 'loss', 'start_data_loss']
     """
     order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)
-    sums = torch.zeros(2, device=X.device, dtype=torch.float64)  # regularised and data loss
-    start = log_volume = None
+    sums = torch.zeros(2, device=X.device, dtype=torch.float64)  # regularised loss, log-volume
     batches = order.split(batch_sizes(len(X), batch_size, state.min_chunk))
-    for idx in batches:
+    for i, idx in enumerate(batches):
         loss, log_volume = train_step(state, X[idx], y[idx])
-        data_loss = loss + state.volume_reg * log_volume.to(loss.dtype)
-        sums += torch.stack([loss, data_loss]).to(sums.dtype)
-        start = data_loss if start is None else start
-    values = torch.cat([sums / len(batches), torch.stack([start, log_volume]).to(sums.dtype)]).tolist()
+        sums[0] += loss
+        sums[1] += log_volume
+        if i == 0:  # the data loss (Eq. 1 without its volume term) at the start point
+            start = loss + state.volume_reg * log_volume
+    mean_loss, mean_log_volume = (sums / len(batches)).unbind()
+    # the data loss is linear in the two sums: its mean needs no accumulator of its own
+    values = torch.stack([mean_loss, mean_loss + state.volume_reg * mean_log_volume, start.to(sums.dtype),
+                          log_volume.to(sums.dtype)]).tolist()
     return dict(zip(("loss", "data_loss", "start_data_loss", "log_volume"), values))
 
 
