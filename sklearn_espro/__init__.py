@@ -14,7 +14,7 @@ sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module,
 from .complexes import SimplicialComplex, connect_modes
 from .curves import CurveSWAG, fit_curve_swag
 from .estimator import ESPROClassifier
-from .modules import MLP, ConvNet1d, ConvNet2d
+from .modules import MLP, ConvNet1d, ConvNet2d, ResNet1d
 from .planes import LossPlane
 from .simplex import Simplex
 from .volume import SimplexVolume
@@ -25,6 +25,7 @@ __all__ = [
     "MLP",
     "ConvNet1d",
     "ConvNet2d",
+    "ResNet1d",
     "CurveSWAG",
     "Simplex",
     "SimplexVolume",

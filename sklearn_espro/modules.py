@@ -1,8 +1,8 @@
-"""Small ready-made networks: the default MLP and a 1-D CNN for sequences.
+"""Small ready-made networks: the default MLP, 1-D and 2-D CNNs and a 1-D ResNet.
 
 Any ``nn.Module`` mapping a float32 batch to logits works with
 :class:`~sklearn_espro.ESPROClassifier`; these exist so that the estimator has a
-sensible default and the benchmarks a shared CNN. Both take ``n_features_in`` and
+sensible default and the benchmarks shared networks. All take ``n_features_in`` and
 ``n_classes``, which the estimator fills from the data when not given.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["MLP", "ConvNet1d", "ConvNet2d"]
+__all__ = ["MLP", "ConvNet1d", "ConvNet2d", "ResNet1d"]
 
 
 class MLP(nn.Module):
@@ -146,3 +146,73 @@ class ConvNet2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x).mean(dim=(-2, -1)))
+
+
+class _Block1d(nn.Module):
+    """Two 3-wide convolutions with BatchNorm and a shortcut (a 1x1 projection when the shape changes)."""
+
+    def __init__(self, width: int, size: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(width, size, 3, stride=stride, padding=1, bias=False), nn.BatchNorm1d(size), nn.ReLU(),
+            nn.Conv1d(size, size, 3, padding=1, bias=False), nn.BatchNorm1d(size),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or width != size:
+            self.shortcut = nn.Sequential(nn.Conv1d(width, size, 1, stride=stride, bias=False), nn.BatchNorm1d(size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (self.body(x) + self.shortcut(x)).relu()
+
+
+class ResNet1d(nn.Module):
+    """1-D residual network (He et al., 2016) for sequences: a stem, stages of residual blocks, pooling.
+
+    Each stage after the first halves the length; the head is a linear layer on the
+    channel means.
+
+    Parameters
+    ----------
+    n_features_in : int
+        Sequence length of 2-D input (unused: the network pools over any length).
+    n_classes : int
+        Number of logits.
+    channels : sequence of int, default=(16, 32, 64)
+        Output channels of each stage.
+    blocks_per_stage : int, default=2
+        Residual blocks (two convolutions each) per stage.
+    in_channels : int, default=1
+        Channels of 3-D input (n, in_channels, length); 2-D input is one channel.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ResNet1d(40, 10)(torch.zeros(3, 40)).shape
+    torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        n_features_in: int,
+        n_classes: int,
+        channels: Sequence[int] = (16, 32, 64),
+        blocks_per_stage: int = 2,
+        in_channels: int = 1,
+    ):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_channels, channels[0], 5, padding=2, bias=False), nn.BatchNorm1d(channels[0]), nn.ReLU()
+        )
+        blocks: list[nn.Module] = []
+        width = channels[0]
+        for i, size in enumerate(channels):
+            for b in range(blocks_per_stage):
+                blocks.append(_Block1d(width, size, stride=2 if i > 0 and b == 0 else 1))
+                width = size
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        return self.head(self.blocks(self.stem(x)).mean(dim=-1))

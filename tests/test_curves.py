@@ -10,7 +10,7 @@ from sklearn_espro.planes import weights_loss
 @pytest.fixture(scope="module")
 def two_modes(digits):
     X, y, _, _ = digits
-    clf = ESPROClassifier(n_modes=2, n_vertices=1, max_epochs=20, batch_size=50, module__hidden_sizes=(32,),
+    clf = ESPROClassifier(n_modes=2, n_vertices=1, max_epochs=20, lr=0.05, batch_size=50, module__hidden_sizes=(32,),
                           random_state=0).fit(X, y)
     return [s.to_module(torch.ones(1)).eval() for s in clf.simplexes_]
 

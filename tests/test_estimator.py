@@ -6,7 +6,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score
 from torch import nn
 
-from sklearn_espro import MLP, ConvNet1d, ESPROClassifier
+from sklearn_espro import MLP, ConvNet1d, ESPROClassifier, ResNet1d
 
 FAST = dict(n_modes=2, max_epochs=4, vertex_epochs=2, batch_size=50, random_state=0)
 
@@ -56,6 +56,17 @@ def test_fit_predict_cnn_with_batchnorm(digits):
     assert all(isinstance(m, ConvNet1d) and not m.training for m in models)
     with pytest.raises(ValueError, match="BatchNorm.*pass X"):
         clf.sample_models(1)
+
+
+def test_resnet1d_learns_digits_as_sequences(digits):
+    X, y, X_test, y_test = digits
+    clf = ESPROClassifier(ResNet1d, n_vertices=2, module__channels=(8, 16), module__blocks_per_stage=1,
+                          **FAST).fit(X, y)  # 2-D X: one channel of length 64
+    proba = clf.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-10)
+    assert accuracy_score(y_test, clf.classes_[proba.argmax(1)]) > 0.3  # 4 epochs; chance is 0.1
+    with pytest.raises(ValueError, match="expecting 64 features"):  # fitted on 2-D X: (n, 1, length) is refused
+        clf.predict_proba(X_test.reshape(-1, 1, 64))
 
 
 def test_fit_predict_transformer_encoder():
@@ -219,7 +230,8 @@ def test_predict_log_proba_and_a_batch_size_of_its_own(digits):
 def test_class_weight_balanced_or_dict_weights_the_loss(digits):
     X, y, _, _ = digits
     y2 = (y == 0).astype(int)  # 10% positives
-    kw = dict(n_modes=1, n_vertices=2, max_epochs=3, vertex_epochs=1, batch_size=50, random_state=0, device="cpu")
+    kw = dict(n_modes=1, n_vertices=2, max_epochs=3, vertex_epochs=1, lr=0.05, batch_size=50, random_state=0,
+              device="cpu")  # short of a perfect fit, where the weights would not show
     plain = ESPROClassifier(**kw).fit(X, y2)
     balanced = ESPROClassifier(class_weight="balanced", **kw).fit(X, y2)
     by_dict = ESPROClassifier(class_weight={0: 1.0, 1: 9.0}, **kw).fit(X, y2)
