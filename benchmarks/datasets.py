@@ -53,11 +53,14 @@ def _mnist1d_args(seed: int, severity: int = 0):
     return args
 
 
-def mnist1d(shift: bool = True) -> Data:
-    """MNIST-1D with the package's defaults: 4000 training and 1000 test series of length 40."""
+def mnist1d(shift: bool = True, n_train: int = 4000) -> Data:
+    """MNIST-1D with the package's defaults: ``n_train`` training series of length 40
+    (4000 by default, the package's own size) and a quarter as many test series."""
     from mnist1d.data import make_dataset
 
-    clean = make_dataset(_mnist1d_args(seed=42))
+    args = _mnist1d_args(seed=42)
+    args.num_samples = int(round(n_train / args.train_split))
+    clean = make_dataset(args)
     data = Data(clean["x"].astype(np.float32), clean["y"].astype(np.int64),
                 clean["x_test"].astype(np.float32), clean["y_test"].astype(np.int64))
     for s in SEVERITIES if shift else ():
