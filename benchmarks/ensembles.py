@@ -17,7 +17,8 @@ run as JSON and CSV in ``--out``, markdown tables printed and written into
 epochs and against shift severity) in ``docs/figures/``.
 
     python benchmarks/ensembles.py --quick           # MNIST-1D and digits MLP, 2 seeds
-    python benchmarks/ensembles.py                   # all offline data sets, 5 seeds
+    python benchmarks/ensembles.py                   # the four small offline data sets, 5 seeds
+    python benchmarks/ensembles.py --data mnist1d-resnet --device cuda   # the larger regime
     python benchmarks/ensembles.py --data cifar10 --data-dir ~/data   # GPU users
 """
 
@@ -76,6 +77,9 @@ SETTINGS = {  # name: (loader, module, module arguments, training recipe)
     # epochs, so that a vertex of 3 epochs costs a tenth of a mode (its epoch about twice a mode's)
     "mnist1d-resnet": (lambda: datasets.mnist1d(n_train=RESNET_TRAIN), ResNet1d, {}, {**RECIPE, "max_epochs": 60}),
 }
+
+
+ON_REQUEST = ("mnist1d-resnet",)  # hours on a CPU: only with --data (meant for --device cuda)
 
 
 def deep_ensemble_member(module_cls, kwargs, recipe, data, seed: int) -> tuple[NeuralNetClassifier, float]:
@@ -272,14 +276,16 @@ def main() -> None:
     parser.add_argument("--vertex-epochs", type=int, default=ESPROClassifier().vertex_epochs)
     parser.add_argument("--max-epochs", type=int, default=None, help="override each data set's epochs per network")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for every network")
+    parser.add_argument("--resnet-train", type=int, default=20000,
+                        help="training series of mnist1d-resnet (test series: a quarter as many)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/results.md and docs/figures")
     parser.add_argument("--report-only", action="store_true",
                         help="redo tables and plots from the rows saved in --out, training nothing")
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = args.device
-    names = args.data or (["mnist1d-cnn", "digits-mlp"] if args.quick else list(SETTINGS))
+    global DEVICE, RESNET_TRAIN
+    DEVICE, RESNET_TRAIN = args.device, args.resnet_train  # read by run_seed and the mnist1d-resnet loader
+    names = args.data or (["mnist1d-cnn", "digits-mlp"] if args.quick else [n for n in SETTINGS if n not in ON_REQUEST])
     if "cifar10" in names:
         if args.data_dir is None:
             parser.error("--data cifar10 needs --data-dir")

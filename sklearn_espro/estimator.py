@@ -76,9 +76,10 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         Epochs of each added vertex; a simplex costs ``(n_vertices - 1) *
         vertex_epochs`` epochs beyond its mode (9 of 30 by default).
     lr : float, default=0.2
-        Learning rate of the modes (with ``batch_size=64``, chosen on validation splits
-        of MNIST-1D and digits, where it beat 0.05 and 0.4 and batch 128; on unscaled
-        input 0.4 left ReLU networks dead, see the user guide).
+        Learning rate of the modes. With ``batch_size=64`` chosen on validation splits
+        of MNIST-1D and digits (docs/results.md): 29% lower NLL on MNIST-1D than version 0.2's
+        0.05 with batch 128. High for SGD: on large unscaled input it can leave a ReLU
+        network dead, which ``fit`` reports with a warning (scale ``X`` or lower it).
     vertex_lr : float, default=0.05
         Learning rate of the vertices, restarted for each, a quarter of the modes'
         starting rate and well above the end of their schedule, so that each vertex
@@ -147,7 +148,9 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     Every parameter and the module, optimizer, criterion and callbacks are checked
     before any training starts. A fit never ends with non-finite vertices, log-volumes
     or probabilities: it raises ``FloatingPointError`` naming the phase instead, and
-    warns (``RuntimeWarning``) when a vertex's loss grew a hundredfold while it trained.
+    warns (``RuntimeWarning``) when a vertex's loss grew a hundredfold while it trained, or
+    when a mode's training loss ended no better than predicting the class frequencies
+    (cross-entropy without criterion arguments).
     ``fit`` leaves torch's global random state as it found it (modes draw dropout from
     a private copy seeded from ``random_state``), and never writes into ``X``.
 

@@ -7,6 +7,7 @@ functions, no scikit-learn.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,7 +155,27 @@ def train_mode(
     except _Interrupted:
         raise KeyboardInterrupt(f"training of {phase} was interrupted") from None
     net.module_.zero_grad(set_to_none=True)  # the last step's gradients are no part of the mode
+    if criterion is nn.CrossEntropyLoss and not criterion_kwargs and history:
+        warn_if_not_learned(history[-1]["loss"], y, n_classes, phase, lr)
     return net.module_.cpu(), history
+
+
+def warn_if_not_learned(loss: float, y: np.ndarray, n_classes: int, phase: str, lr: float) -> None:
+    """Warn when a mode's last training loss is no better than predicting the class frequencies.
+
+    A rate too high for the module and the scale of ``X`` can leave a ReLU network dead
+    (constant logits) without any NaN; its cross-entropy then sits at the entropy of the
+    class frequencies.
+    """
+    freq = np.bincount(y, minlength=n_classes) / len(y)
+    prior = float(-(freq[freq > 0] * np.log(freq[freq > 0])).sum())
+    if prior > 0 and loss > 0.9 * prior:
+        warnings.warn(
+            f"The training loss of {phase} ended at {loss:.4g}, no better than predicting the class "
+            f"frequencies ({prior:.4g}): the network did not learn (lr={lr:g}). A smaller lr, features "
+            "scaled to unit variance (StandardScaler) or more epochs usually fix it.",
+            RuntimeWarning, stacklevel=2,
+        )
 
 
 def fit_simplex(

@@ -124,6 +124,25 @@ def test_a_vertex_whose_loss_grows_a_hundredfold_warns(data):
     assert np.isfinite(clf.predict_proba(X)).all()
 
 
+class PriorOnly(nn.Module):
+    """Logits that ignore X: the best it can learn is the class frequencies."""
+
+    def __init__(self, n_features_in, n_classes):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(n_classes))
+
+    def forward(self, x):
+        return self.bias.expand(len(x), -1)
+
+
+def test_a_mode_no_better_than_the_class_frequencies_warns(data):
+    X, y = data
+    with pytest.warns(RuntimeWarning, match=r"mode of simplex 0 ended at .*class frequencies \(0\.69.*lr=0\.2\)"):
+        ESPROClassifier(PriorOnly, **{**BASE, "n_vertices": 1, "max_epochs": 20}).fit(X, y)
+    with warnings.catch_warnings():  # a network that learns does not warn
+        warnings.simplefilter("error", RuntimeWarning)
+        ESPROClassifier(**{**BASE, "n_vertices": 1, "max_epochs": 20}).fit(X, y)
+
 def test_a_module_returning_nan_makes_predict_raise(data):
     X, y = data
     clf = ESPROClassifier(**BASE).fit(X, y)
