@@ -20,6 +20,7 @@ and each other, and the members' training-loss increase over the mode.
 
     python benchmarks/diversity.py                  # 3 seeds, the grid below
     python benchmarks/diversity.py --seeds 5 --grid volume
+    python benchmarks/diversity.py --grid rate --weight-decays 5e-4
     python benchmarks/diversity.py --test --seeds 5 --weight-decays 5e-4 --set vertex_lr=0.2 volume_reg=0
 """
 
@@ -42,6 +43,7 @@ GRIDS = {
            for lr in (0.01, 0.05, 0.1, 0.2) for schedule in ("cosine", "constant")],
     "volume": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.2, 0.3, 0.5) for reg in (0.0, 0.02, 0.2)],
     "recipe": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.15, 0.2) for reg in (0.0, 0.002, 0.01)],
+    "rate": [dict(vertex_lr=lr) for lr in (0.02, 0.05, 0.1, 0.2)],  # for version 0.3's modes (lr 0.2, batch 64)
 }
 
 
