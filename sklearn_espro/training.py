@@ -114,7 +114,8 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     log_volume : Tensor of shape ()
         ``log V(S)`` of the simplex with its trainable vertex.
     volume_reg : float
-        ``lambda`` of Eq. 1.
+        ``lambda`` of Eq. 1. ``0`` drops the term, so that a vertex on the hull of the
+        others (``log V = -inf``, e.g. a start without noise) costs nothing.
 
     Returns
     -------
@@ -126,6 +127,8 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     >>> regularized_loss(torch.tensor(0.5), torch.tensor(2.0, dtype=torch.float64), 0.1)
     tensor(0.3000)
     """
+    if volume_reg == 0:
+        return data_loss
     return data_loss - volume_reg * log_volume.to(data_loss.dtype)
 
 
@@ -245,11 +248,11 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
         sums[0] += loss
         sums[1] += log_volume
         if i == 0:  # the data loss (Eq. 1 without its volume term) at the start point
-            start = loss + state.volume_reg * log_volume
+            start = loss - regularized_loss(torch.zeros_like(loss), log_volume, state.volume_reg)
     mean_loss, mean_log_volume = (sums / len(batches)).unbind()
     # the data loss is linear in the two sums: its mean needs no accumulator of its own
-    values = torch.stack([mean_loss, mean_loss + state.volume_reg * mean_log_volume, start.to(sums.dtype),
-                          log_volume.to(sums.dtype)]).tolist()
+    mean_data_loss = mean_loss - regularized_loss(torch.zeros_like(mean_loss), mean_log_volume, state.volume_reg)
+    values = torch.stack([mean_loss, mean_data_loss, start.to(sums.dtype), log_volume.to(sums.dtype)]).tolist()
     return dict(zip(("loss", "data_loss", "start_data_loss", "log_volume"), values))
 
 

@@ -92,6 +92,17 @@ def test_grow_vertex_trains_only_the_new_vertex_and_gains_volume(trained_mlp, di
     assert np.isfinite(grown.log_volume().item())
 
 
+
+def test_a_vertex_started_on_the_mode_without_volume_term_trains(trained_mlp, digits):
+    # no noise: the new vertex starts on the mode, log V = -inf; lambda = 0 must not turn that into NaN
+    X, y, _, _ = digits
+    simplex = Simplex.from_module(copy.deepcopy(trained_mlp))
+    grown, history = grow_vertex(simplex, torch.as_tensor(X), torch.as_tensor(y), volume_reg=0.0,
+                                 **{**_grow_kwargs(), "init_noise": 0.0})
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["data_loss"]) for r in history)
+    assert history[0]["loss"] == pytest.approx(history[0]["data_loss"])
+    assert np.isfinite(grown.log_volume().item())  # the vertex left the mode
+
 def test_sampled_members_keep_low_training_loss(trained_mlp, digits):
     X, y, _, _ = digits
     module = copy.deepcopy(trained_mlp)
