@@ -43,12 +43,12 @@ def load_mnist1d(seed: int = 42, validation: bool = False):
     return X, y, X_test, y_test
 
 
-def estimator(n_vertices: int | None, seed: int, **overrides) -> ESPROClassifier:
-    """The library's defaults unless overridden; ``n_vertices=None`` keeps the default."""
-    params = dict(n_modes=3, random_state=seed, device="cpu")
-    if n_vertices is not None:
-        params["n_vertices"] = n_vertices
-    params.update(overrides)
+def estimator(vertices: int | None, seed: int, **overrides) -> ESPROClassifier:
+    """The library's defaults unless overridden; ``vertices=None`` keeps the default (or an
+    ``n_vertices`` override), an int fixes it (``1``: the deep ensemble)."""
+    params = dict(n_modes=3, random_state=seed, device="cpu", **overrides)
+    if vertices is not None:
+        params["n_vertices"] = vertices
     return ESPROClassifier(ConvNet1d, **params)
 
 
