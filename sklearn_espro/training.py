@@ -127,9 +127,12 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     >>> regularized_loss(torch.tensor(0.5), torch.tensor(2.0, dtype=torch.float64), 0.1)
     tensor(0.3000)
     """
-    if volume_reg == 0:
-        return data_loss
-    return data_loss - volume_reg * log_volume.to(data_loss.dtype)
+    return data_loss - _volume_term(log_volume.to(data_loss.dtype), volume_reg)
+
+
+def _volume_term(log_volume: Tensor, volume_reg: float) -> Tensor:
+    """``lambda * log V``, the part Eq. 1 subtracts; exactly zero when ``lambda`` is 0 (also at ``log V = -inf``)."""
+    return log_volume * volume_reg if volume_reg != 0 else torch.zeros_like(log_volume)
 
 
 def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tensor, Tensor]:
@@ -248,10 +251,10 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
         sums[0] += loss
         sums[1] += log_volume
         if i == 0:  # the data loss (Eq. 1 without its volume term) at the start point
-            start = loss - regularized_loss(torch.zeros_like(loss), log_volume, state.volume_reg)
+            start = loss + _volume_term(log_volume, state.volume_reg)
     mean_loss, mean_log_volume = (sums / len(batches)).unbind()
     # the data loss is linear in the two sums: its mean needs no accumulator of its own
-    mean_data_loss = mean_loss - regularized_loss(torch.zeros_like(mean_loss), mean_log_volume, state.volume_reg)
+    mean_data_loss = mean_loss + _volume_term(mean_log_volume, state.volume_reg)
     values = torch.stack([mean_loss, mean_data_loss, start.to(sums.dtype), log_volume.to(sums.dtype)]).tolist()
     return dict(zip(("loss", "data_loss", "start_data_loss", "log_volume"), values))
 
