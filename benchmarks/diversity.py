@@ -44,7 +44,22 @@ GRIDS = {
     "volume": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.2, 0.3, 0.5) for reg in (0.0, 0.02, 0.2)],
     "recipe": [dict(vertex_lr=lr, volume_reg=reg) for lr in (0.15, 0.2) for reg in (0.0, 0.002, 0.01)],
     "rate": [dict(vertex_lr=lr) for lr in (0.02, 0.05, 0.1, 0.2)],  # for version 0.3's modes (lr 0.2, batch 64)
+    "start": [dict(vertex_lr=lr, **start) for lr in (0.05, 0.1, 0.2)
+              for start in ({}, dict(init_noise=0.1), dict(init_step=0.02), dict(init_step=0.05), dict(init_step=0.1),
+                            dict(init_step=0.2))],
 }
+# vertex starts the estimator does not expose: passed straight to grow_vertex (an exploration hook)
+START_OPTIONS = ("init_noise", "init_step")
+
+
+def espro(setting, **params):
+    """ESPROClassifier with ``setting``'s parameters; its start options reach ``grow_vertex``."""
+    start = {k: setting[k] for k in START_OPTIONS if k in setting}
+    clf = ESPROClassifier(**params, **{k: v for k, v in setting.items() if k not in start})
+    if start:
+        vertex_kwargs = clf._vertex_kwargs
+        clf._vertex_kwargs = lambda criterion_kwargs: {**vertex_kwargs(criterion_kwargs), **start}
+    return clf
 
 
 def load(test: bool):
@@ -80,8 +95,8 @@ def run(seeds, grid, mode_epochs, vertex_epochs, n_vertices, weight_decays, test
             for setting in grid:
                 for j, mode in enumerate(modes):
                     start = time.perf_counter()
-                    clf = ESPROClassifier(modes=[mode], n_vertices=n_vertices, vertex_epochs=vertex_epochs,
-                                          **{**common, "random_state": 100 * seed + j}, **setting).fit(X, y)
+                    clf = espro(setting, modes=[mode], n_vertices=n_vertices, vertex_epochs=vertex_epochs,
+                                **{**common, "random_state": 100 * seed + j}).fit(X, y)
                     seconds = time.perf_counter() - start
                     clean = simplex_diversity(clf, X_val, y_val)[0]
                     shift = simplex_diversity(clf, X_shift, y_shift)[0]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .simplex import Simplex, unflatten
-from .training import init_vertex_state, run_epoch
+from .training import init_vertex_state, run_epoch, step_along_gradient
 
 __all__ = ["grow_simplex", "grow_vertex"]
 
@@ -59,6 +59,7 @@ def grow_vertex(
     schedule: str = "cosine",
     phase: str = "vertex",
     on_epoch: EpochCallback | None = None,
+    init_step: float = 0.0,
     **kwargs: Any,
 ) -> tuple[Simplex, list[dict[str, Any]]]:
     """Add one vertex to ``simplex`` and train only it on the regularised loss (Section 5.1).
@@ -77,6 +78,9 @@ def grow_vertex(
         Name of this phase in errors.
     on_epoch : callable, default=None
         Called after each epoch with that epoch's history record.
+    init_step : float, default=0.0
+        When positive, the vertex starts ``init_step`` times the centroid's norm uphill
+        from the centroid: see :func:`~sklearn_espro.training.step_along_gradient`.
     **kwargs
         ``volume_reg`` (``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
         ``optimizer``, ``optimizer_kwargs``, ``criterion``, ``generator`` (on the
@@ -112,9 +116,12 @@ def grow_vertex(
     >>> simplex.n_vertices, len(history)
     (2, 2)
     """
-    state = init_vertex_state(simplex, **kwargs)
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}.")
+    state = init_vertex_state(simplex, **kwargs)
+    if init_step > 0:
+        with torch.enable_grad():
+            step_along_gradient(state, X, y, batch_size, init_step)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(state.optimizer, T_max=max(epochs, 1)) \
         if schedule == "cosine" else None
     settings = f"vertex_lr={kwargs['lr']:g}, volume_reg={state.volume_reg:g}"

@@ -7,7 +7,7 @@ from torch import nn
 from torch.func import functional_call
 
 from sklearn_espro.geometry import sample_barycentric
-from sklearn_espro.simplex import Simplex
+from sklearn_espro.simplex import Simplex, unflatten
 from sklearn_espro.growing import grow_simplex, grow_vertex
 from sklearn_espro.training import (
     get_loss,
@@ -15,6 +15,7 @@ from sklearn_espro.training import (
     init_vertex_state,
     regularized_loss,
     sample_params,
+    step_along_gradient,
 )
 
 
@@ -103,6 +104,24 @@ def test_a_vertex_started_on_the_mode_without_volume_term_trains(trained_mlp, di
     assert history[0]["loss"] == pytest.approx(history[0]["data_loss"])
     assert np.isfinite(grown.log_volume().item())  # the vertex left the mode
 
+
+def test_a_step_along_the_gradient_moves_the_vertex_uphill_by_the_given_distance(trained_mlp, digits):
+    X, y, _, _ = digits
+    X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
+    state = init_vertex_state(Simplex.from_module(copy.deepcopy(trained_mlp)), volume_reg=0.0, lr=0.1,
+                              n_train_samples=1, optimizer=torch.optim.SGD, optimizer_kwargs={},
+                              criterion=nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(0),
+                              init_noise=0.0)
+    centroid = state.vertex.detach().clone()
+    start = step_along_gradient(state, X_t, y_t, batch_size=64, step=0.05)
+    moved = state.vertex.detach()
+    assert (moved - centroid).norm().item() == pytest.approx(0.05 * centroid.norm().item(), rel=1e-4)
+    like = state.like
+    at = lambda flat: _loss(Simplex(state.module, unflatten(flat[None], like)).to_module(torch.ones(1)), X, y)
+    assert start == pytest.approx(at(centroid), rel=1e-4)  # the loss it reports is the start's
+    assert at(moved) > 1.5 * at(centroid)  # uphill, a lot: the mode's loss is small
+
+
 def test_sampled_members_keep_low_training_loss(trained_mlp, digits):
     X, y, _, _ = digits
     module = copy.deepcopy(trained_mlp)
@@ -133,7 +152,7 @@ def test_diverging_loss_names_the_phase(trained_mlp, digits):
 @pytest.mark.parametrize("faces", [None, [(0,), (1,)]])
 def test_cuda_training_step_never_waits_for_the_host(faces):
     """A vertex step on the GPU makes no device-to-host copy and no synchronisation."""
-    from sklearn_espro.simplex import Simplex
+    from sklearn_espro.simplex import Simplex, unflatten
     from sklearn_espro.training import init_vertex_state, train_step
 
     device = torch.device("cuda")
