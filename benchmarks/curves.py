@@ -45,7 +45,7 @@ def main(argv=None) -> None:
     X, y = data.X, data.y
     clf = ESPROClassifier(n_modes=2, n_vertices=1, max_epochs=30, module__hidden_sizes=(64,),
                           random_state=args.seed).fit(X, y)
-    modes = [s.to_module(torch.ones(1)).eval() for s in clf.simplexes_]
+    modes = [s.vertex_module(0) for s in clf.simplexes_]
     swag = fit_curve_swag(modes, X, y, epochs=args.epochs, swag_epochs=args.swag_epochs, swag_lr=args.swag_lr,
                           random_state=args.seed)
     w0, w1 = swag.ends

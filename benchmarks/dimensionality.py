@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     X, y = data.X, data.y
     clf = ESPROClassifier(n_modes=2, n_vertices=1, max_epochs=30, module__hidden_sizes=(args.hidden,),
                           random_state=args.seed).fit(X, y)
-    modes = [s.to_module(torch.ones(1)).eval() for s in clf.simplexes_]
+    modes = [s.vertex_module(0) for s in clf.simplexes_]
     flat = torch.as_tensor(np.stack([flat_parameters(m) for m in modes]))
     mode_loss, mode_accuracy = weights_loss(modes[0], flat, X, y)
     # connecting points never move once trained, so one run gives every k

@@ -27,12 +27,12 @@ and each other, and the members' training-loss increase over the mode.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import datasets
 from sklearn_espro import ConvNet1d, ESPROClassifier
@@ -48,7 +48,7 @@ GRIDS = {
               for start in ({}, dict(init_noise=0.1), dict(init_step=0.02), dict(init_step=0.05), dict(init_step=0.1),
                             dict(init_step=0.2))],
 }
-# vertex starts the estimator does not expose: passed straight to grow_vertex (an exploration hook)
+# vertex starts the estimator does not expose: set on its VertexTraining (an exploration hook)
 START_OPTIONS = ("init_noise", "init_step")
 
 
@@ -57,8 +57,8 @@ def espro(setting, **params):
     start = {k: setting[k] for k in START_OPTIONS if k in setting}
     clf = ESPROClassifier(**params, **{k: v for k, v in setting.items() if k not in start})
     if start:
-        vertex_kwargs = clf._vertex_kwargs
-        clf._vertex_kwargs = lambda criterion_kwargs: {**vertex_kwargs(criterion_kwargs), **start}
+        vertex_training = clf._vertex_training
+        clf._vertex_training = lambda criterion_kwargs: dataclasses.replace(vertex_training(criterion_kwargs), **start)
     return clf
 
 
@@ -86,7 +86,7 @@ def run(seeds, grid, mode_epochs, vertex_epochs, n_vertices, weight_decays, test
             start = time.perf_counter()
             de = ESPROClassifier(n_modes=2, n_vertices=1, max_epochs=mode_epochs, **common).fit(X, y)
             mode_seconds = (time.perf_counter() - start) / 2
-            modes = [s.to_module(torch.ones(1)) for s in de.simplexes_]
+            modes = [s.vertex_module(0) for s in de.simplexes_]
             de_gain = {}
             for split, (Xs, ys) in {"clean": (X_val, y_val), "shift": (X_shift, y_shift)}.items():
                 _, single = member_probabilities(de, Xs)

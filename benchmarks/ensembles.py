@@ -101,8 +101,7 @@ def deep_ensemble_member(module_cls, kwargs, recipe, data, seed: int) -> tuple[N
 def first_simplexes(clf: ESPROClassifier, n: int) -> ESPROClassifier:
     """The fitted estimator restricted to its first ``n`` simplexes (an n-member ESPRO)."""
     part = copy.copy(clf)
-    part.simplexes_, part.sample_coords_ = clf.simplexes_[:n], clf.sample_coords_[:n]
-    part.sample_buffers_ = clf.sample_buffers_[:n]
+    part.members_ = clf.members_[:n]
     return part
 
 

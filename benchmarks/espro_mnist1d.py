@@ -58,11 +58,10 @@ def member_loss_ratios(clf: ESPROClassifier, X: np.ndarray, y: np.ndarray) -> tu
     training loss of the simplex's mode; and the modes' training losses."""
     X_t, y_t = torch.as_tensor(X), torch.as_tensor(y)
     ratios, mode_losses = [], []
-    for simplex, coords, buffers in zip(clf.simplexes_, clf.sample_coords_, clf.sample_buffers_):
-        mode = simplex.to_module(torch.eye(simplex.n_vertices)[0]).eval()
-        mode_loss = nn.functional.cross_entropy(mode(X_t), y_t).item()
+    for member in clf.members_:
+        mode_loss = nn.functional.cross_entropy(member.simplex.vertex_module(0)(X_t), y_t).item()
         mode_losses.append(mode_loss)
-        members = [simplex.to_module(t, {k: v[i] for k, v in buffers.items()}).eval() for i, t in enumerate(coords)]
+        members = member.models()
         ratios.append([nn.functional.cross_entropy(m(X_t), y_t).item() / mode_loss for m in members])
     return ratios, mode_losses
 

@@ -1,17 +1,29 @@
-"""Cost of a simplex training step and of ensemble prediction, as ratios measured in one run.
+"""What ESPRO's training and prediction cost against plain PyTorch, as ratios measured in one run.
 
-On one module and one data set (MNIST-1D with the 1-D CNN by default, or digits with
-the MLP), times, interleaved and repeated, and reports medians:
+Through the public API, per network and batch size, times interleaved and repeated
+(medians of ratios of neighbouring measurements, so that a shared machine's drift cancels):
 
-- a plain training step (forward, backward, SGD step of one network on a minibatch);
-- a simplex step with H = 5 and H = 1 (``sklearn_espro.training.train_step``: the
-  minibatch split into H chunks, one sampled model each, one vectorised forward);
-- the reference code's step: H full forward/backward passes, one per sampled model;
-- ``ESPROClassifier.predict_proba`` over J x M sampled models, against J x M plain
-  forward passes of the same models materialised as ordinary modules.
+- **vertex epoch / plain epoch**: ``ESPROClassifier(modes=[mode], n_vertices=2)``; an
+  epoch is the difference between fits with ``vertex_epochs=3`` and ``1``, over 2 (so the
+  validation, BatchNorm recomputation and checks of a fit are not counted);
+- **mode epoch / plain epoch**: ``ESPROClassifier(n_vertices=1)`` with ``max_epochs`` 3
+  against 1 (skorch's loop);
+- **predict_proba / J x M plain forwards**: J = 3 simplexes x M = 5 models, against the
+  same 15 models as ordinary modules, each a loop over batches of the batch size.
 
-    python benchmarks/speed.py                      # MNIST-1D CNN, batch 128 and 256
-    python benchmarks/speed.py --data digits --batch-sizes 64 128
+The plain epoch is what a careful user writes: the data on the device, a shuffled index
+per epoch, forward, backward and an SGD step (momentum 0.9, weight decay 5e-4) per batch.
+Networks: the MNIST-1D CNN (``ConvNet1d`` on MNIST-1D), and on CIFAR-shaped synthetic
+input (3 x 32 x 32, 10 classes) a BatchNorm VGG-style CNN (``ensembles.VGGSmall``) and
+ResNet-18 (torchvision's when it imports, else the same architecture defined here).
+
+``--steps`` adds single steps: plain, the library's vertex step at ``n_train_samples``
+1 (one sampled model, a plain forward) and 5 (five chunks under ``vmap``), and the
+reference code's step (five full passes).
+
+    python benchmarks/speed.py                               # all networks, batch 128 and 512
+    python benchmarks/speed.py --networks mnist1d-cnn --steps
+    python benchmarks/speed.py --devices cuda --n-images 8192  # on a GPU
 """
 
 from __future__ import annotations
@@ -24,24 +36,70 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 from torch.func import functional_call
 
-from sklearn_espro import MLP, ConvNet1d, ESPROClassifier, LossPlane
-from sklearn_espro.batchnorm import batch_statistics, batchnorm_buffer_names
+from ensembles import VGGSmall
+from sklearn_espro import ConvNet1d, ESPROClassifier
+from sklearn_espro.batchnorm import batch_statistics
 from sklearn_espro.simplex import Simplex
 from sklearn_espro.training import init_vertex_state, sample_params, train_step
 
+J, M = 3, 5
 
-def load(name: str):
-    if name == "mnist1d":
+
+class _BasicBlock(nn.Module):
+    def __init__(self, width_in: int, width: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width_in, width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.down = None if stride == 1 and width_in == width else nn.Sequential(
+            nn.Conv2d(width_in, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu()))
+        return (out + (x if self.down is None else self.down(x))).relu()
+
+
+class ResNet18(nn.Module):
+    """torchvision's ``resnet18(num_classes=...)`` layer for layer (7x7 stem, max pooling,
+    four stages of two basic blocks), for machines where torchvision does not import."""
+
+    def __init__(self, n_features_in: int, n_classes: int):
+        super().__init__()
+        layers = [nn.Conv2d(n_features_in, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        width = 64
+        for i, size in enumerate((64, 128, 256, 512)):
+            layers += [_BasicBlock(width, size, 1 if i == 0 else 2), _BasicBlock(size, size, 1)]
+            width = size
+        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def resnet18(n_features_in: int, n_classes: int) -> nn.Module:
+    try:
+        import torchvision
+
+        return torchvision.models.resnet18(num_classes=n_classes)
+    except Exception:  # not installed, or built for another torch
+        return ResNet18(n_features_in, n_classes)
+
+
+def load(network: str, n_images: int):
+    """Training data and the module class of a network."""
+    if network == "mnist1d-cnn":
         from mnist1d.data import get_dataset_args, make_dataset
 
         data = make_dataset(get_dataset_args())
         return data["x"].astype(np.float32), data["y"].astype(np.int64), ConvNet1d
-    X, y = load_digits(return_X_y=True)
-    return (X / 16).astype(np.float32), y.astype(np.int64), MLP
+    rng = np.random.RandomState(0)
+    X = rng.randn(n_images, 3, 32, 32).astype(np.float32)
+    y = rng.randint(10, size=n_images).astype(np.int64)
+    return X, y, {"vgg": VGGSmall, "resnet18": resnet18}[network]
 
 
 def _sync(device: str) -> None:
@@ -49,41 +107,66 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn, repeats: int, device: str = "cpu") -> float:
-    times = []
+def seconds(fn, device: str) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def plain_epoch(module: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+    """One epoch of the loop a careful user writes (data already on the device)."""
+    opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    module.train()
+    for idx in torch.randperm(len(X), device=X.device).split(batch_size):
+        if len(idx) < 2:
+            continue
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(module(X[idx]), y[idx]).backward()
+        opt.step()
+
+
+def epochs(model_cls, X, y, batch_size: int, repeats: int, device: str) -> dict[str, list[float]]:
+    """Per repeat: a plain epoch's seconds and the vertex and mode epochs' seconds."""
+    common = dict(module=model_cls, batch_size=batch_size, device=device, random_state=0, lr=0.01)
+    mode = ESPROClassifier(n_vertices=1, max_epochs=1, **common).fit(X, y).simplexes_[0].vertex_module(0)
+    X_t, y_t = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
+    plain_module = model_cls(X.shape[1], 10).to(device)
+    fits = {
+        "vertex": lambda n: ESPROClassifier(modes=[mode], n_vertices=2, vertex_epochs=n, **common).fit(X, y),
+        "mode": lambda n: ESPROClassifier(n_vertices=1, max_epochs=n, **common).fit(X, y),
+    }
+    plain_epoch(plain_module, X_t, y_t, batch_size)  # warm-up
+    for fit in fits.values():
+        fit(1)
+    out = {"plain": [], "vertex": [], "mode": []}
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        out["plain"].append(seconds(lambda: plain_epoch(plain_module, X_t, y_t, batch_size), device))
+        for name, fit in fits.items():
+            out[name].append((seconds(lambda: fit(3), device) - seconds(lambda: fit(1), device)) / 2)
+    return out
 
 
-def peak_memory_mb(fn, device: str = "cpu") -> float:
-    """Peak of the memory that ``fn`` allocates beyond what exists when it starts.
+def prediction(model_cls, X, y, batch_size: int, repeats: int, device: str) -> dict[str, list[float]]:
+    """predict_proba over J x M sampled models against J x M plain forwards of the same models."""
+    clf = ESPROClassifier(model_cls, n_modes=J, n_vertices=3, n_samples=M, max_epochs=1, vertex_epochs=1, lr=0.01,
+                          batch_size=batch_size, predict_batch_size=batch_size, random_state=0, device=device).fit(X, y)
+    models = [m.to(device) for member in clf.members_ for m in member.models()]
+    X_t = torch.as_tensor(X, device=device)
 
-    CUDA: the allocator's peak statistics. CPU: replays the allocation and free events of
-    torch's profiler in time order and takes the maximum of their running sum (tensors
-    only; no Python objects).
-    """
-    from torch.profiler import ProfilerActivity, profile
+    @torch.no_grad()
+    def plain():
+        for m in models:
+            for xb in X_t.split(batch_size):
+                m(xb).softmax(-1).cpu()  # predict_proba returns CPU numpy too
 
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    current = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        current += event.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2**20
+    out = {"predict_proba": [], "plain forwards": []}
+    clf.predict_proba(X[:batch_size]), plain()  # warm-up
+    for _ in range(repeats):
+        out["predict_proba"].append(seconds(lambda: clf.predict_proba(X), device))
+        out["plain forwards"].append(seconds(plain, device))
+    return out
 
 
 def reference_step(state, xb, yb):
@@ -98,147 +181,85 @@ def reference_step(state, xb, yb):
     state.optimizer.step()
 
 
-def training_steps(module: nn.Module, X, y, batch_size: int, repeats: int, device: str = "cpu"):
-    """Seconds of each kind of step on the same minibatches (one entry per repeat), and
-    each kind's peak memory in MiB."""
+def steps(module: nn.Module, X, y, batch_size: int, repeats: int, device: str) -> dict[str, list[float]]:
+    """Seconds of single steps of each kind on the same minibatches, interleaved."""
     module = module.to(device)
-    X_t, y_t = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
-    batches = [(X_t[i : i + batch_size], y_t[i : i + batch_size]) for i in range(0, len(X) - batch_size, batch_size)]
+    X_t, y_t = torch.as_tensor(X[:batch_size], device=device), torch.as_tensor(y[:batch_size], device=device)
     opt = torch.optim.SGD(module.parameters(), lr=0.01, momentum=0.9)
-    criterion = nn.CrossEntropyLoss()
     simplex = Simplex.from_module(module)
     simplex = simplex.add_vertex({k: v + 0.01 * torch.randn_like(v) for k, v in simplex.vertex(0).items()})
 
     def state(h):
-        return init_vertex_state(
-            simplex, volume_reg=0.05, lr=0.01, n_train_samples=h, optimizer=torch.optim.SGD,
-            optimizer_kwargs={"momentum": 0.9}, criterion=criterion,
-            generator=torch.Generator(device=device).manual_seed(0),
-        )
+        return init_vertex_state(simplex, volume_reg=0.0, lr=0.01, n_train_samples=h, optimizer=torch.optim.SGD,
+                                 optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss(),
+                                 generator=torch.Generator(device=device).manual_seed(0))
 
-    states = {"simplex H=5": state(5), "simplex H=1": state(1), "reference H=5 (H full passes)": state(5)}
+    states = [state(1), state(5), state(5)]
 
-    def plain_step(xb, yb):
+    def plain_step():
         opt.zero_grad(set_to_none=True)
-        criterion(module(xb), yb).backward()
+        nn.functional.cross_entropy(module(X_t), y_t).backward()
         opt.step()
 
-    kinds = {
-        "plain": plain_step,
-        "simplex H=5": lambda xb, yb: train_step(states["simplex H=5"], xb, yb),
-        "simplex H=1": lambda xb, yb: train_step(states["simplex H=1"], xb, yb),
-        "reference H=5 (H full passes)": lambda xb, yb: reference_step(states["reference H=5 (H full passes)"], xb, yb),
-    }
-    results = {k: [] for k in kinds}
+    kinds = {"plain": plain_step, "vertex, H=1 (plain forward)": lambda: train_step(states[0], X_t, y_t),
+             "vertex, H=5 (vmap)": lambda: train_step(states[1], X_t, y_t),
+             "reference, H=5 full passes": lambda: reference_step(states[2], X_t, y_t)}
+    out = {k: [] for k in kinds}
     with batch_statistics(module):
-        for _ in range(2):  # warm-up
-            for fn in kinds.values():
-                fn(*batches[0])
-        memory = {name: peak_memory_mb(lambda: fn(*batches[0]), device) for name, fn in kinds.items()}
-        for r in range(repeats):  # interleaved, so that machine noise hits every kind alike
+        for fn in kinds.values():
+            fn()
+        for _ in range(repeats):
             for name, fn in kinds.items():
-                xb, yb = batches[r % len(batches)]
-                results[name].append(median_time(lambda: fn(xb, yb), 1, device))
-    return results, memory
-
-
-N_MODES, N_SAMPLES = 3, 5
-
-
-def prediction(model_cls, X, y, batch_size: int, repeats: int, device: str = "cpu") -> dict[str, list[float]]:
-    """predict_proba over J x M sampled models against J x M plain forwards of the same models."""
-    clf = ESPROClassifier(model_cls, n_modes=N_MODES, n_vertices=3, n_samples=N_SAMPLES, max_epochs=1,
-                          vertex_epochs=1, batch_size=batch_size, random_state=0, device=device).fit(X[:512], y[:512])
-    models = [s.to_module(t, {k: v[i] for k, v in b.items()}).eval().to(device)
-              for s, c, b in zip(clf.simplexes_, clf.sample_coords_, clf.sample_buffers_) for i, t in enumerate(c)]
-    X_t = torch.as_tensor(X, device=device)
-
-    @torch.no_grad()
-    def plain():
-        for m in models:
-            for start in range(0, len(X_t), batch_size):
-                m(X_t[start : start + batch_size]).softmax(-1).cpu()  # predict_proba returns CPU numpy too
-
-    out = {"predict_proba (J x M sampled)": [], "J x M plain forwards": []}
-    clf.predict_proba(X[:batch_size]), plain()
-    out["peak MiB"] = [peak_memory_mb(lambda: clf.predict_proba(X), device), peak_memory_mb(plain, device)]
-    for _ in range(repeats):
-        out["predict_proba (J x M sampled)"].append(median_time(lambda: clf.predict_proba(X), 1, device))
-        out["J x M plain forwards"].append(median_time(plain, 1, device))
+                out[name].append(seconds(fn, device))
     return out
 
 
-def loss_plane(model_cls, X, y, batch_size: int, repeats: int, device: str, resolution: int = 11) -> dict:
-    """LossPlane.fit over a resolution x resolution grid against as many plain forwards."""
-    clf = ESPROClassifier(model_cls, n_modes=1, n_vertices=3, max_epochs=1, vertex_epochs=1, batch_size=batch_size,
-                          random_state=0, device=device).fit(X[:512], y[:512])
-    plane = LossPlane(clf, resolution=resolution, batch_size=batch_size, device=device)
-    simplex = clf.simplexes_[0]
-    module = simplex.to_module(torch.ones(3) / 3).eval().to(device)
-    X_t = torch.as_tensor(X, device=device)
-
-    @torch.no_grad()
-    def plain():
-        for _ in range(resolution**2):
-            for start in range(0, len(X_t), batch_size):
-                module(X_t[start : start + batch_size])
-
-    out = {"LossPlane.fit": [], "plain forwards": []}
-    for _ in range(repeats):
-        out["LossPlane.fit"].append(median_time(lambda: plane.fit(X, y), 1, device))
-        out["plain forwards"].append(median_time(plain, 1, device))
-    out["batchnorm"] = bool(batchnorm_buffer_names(simplex.module))
-    return out
-
-
-def paired_ratio(times: list[float], baseline: list[float]) -> float:
-    """Median over repeats of the time over the baseline's time measured next to it.
-
-    On a shared machine the speed drifts by tens of percent within a minute; a ratio of
-    neighbouring measurements cancels most of that drift.
-    """
+def ratio(times: list[float], baseline: list[float]) -> float:
+    """Median over repeats of a time over the baseline's time measured next to it."""
     return statistics.median(t / b for t, b in zip(times, baseline))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", choices=["mnist1d", "digits"], default="mnist1d")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--repeats", type=int, default=100)
-    parser.add_argument("--predict-samples", type=int, default=1000, help="samples scored in each prediction timing")
+    parser.add_argument("--networks", nargs="+", default=["mnist1d-cnn", "vgg", "resnet18"],
+                        choices=["mnist1d-cnn", "vgg", "resnet18"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--repeats", type=int, default=5, help="epoch timings per kind (prediction: twice as many)")
+    parser.add_argument("--n-images", type=int, default=1024, help="synthetic 3 x 32 x 32 training images")
+    parser.add_argument("--steps", action="store_true", help="also time single training steps")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/speed.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    X, y, model_cls = load(args.data)
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     report = []
-    for device, batch_size in [(d, b) for d in devices for b in args.batch_sizes]:
+    for device in devices:
         card = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-        print(f"{args.data}, {model_cls.__name__}, device {device} ({card}), torch {torch.__version__}; "
-              f"{args.repeats} interleaved repeats, median times, ratios as medians of neighbouring pairs")
-        module = model_cls(X.shape[1], int(y.max()) + 1)
-        steps, memory = training_steps(module, X, y, batch_size, args.repeats, device)
-        pred = prediction(model_cls, X[: args.predict_samples], y, batch_size, max(args.repeats // 4, 5), device)
-        ratios = {name: paired_ratio(t, steps["plain"]) for name, t in steps.items()}
-        pred_ratio = paired_ratio(pred["predict_proba (J x M sampled)"], pred["J x M plain forwards"])
-        plane = loss_plane(model_cls, X[: args.predict_samples], y[: args.predict_samples], batch_size, 3, device)
-        plane_ratio = paired_ratio(plane["LossPlane.fit"], plane["plain forwards"])
-        report.append({"device": device, "card": card, "batch_size": batch_size, "steps": steps,
-                       "step_ratios": ratios, "peak_mib": memory, "prediction": pred, "prediction_ratio": pred_ratio,
-                       "loss_plane": plane, "loss_plane_ratio": plane_ratio})
-        print(f"batch size {batch_size}")
-        print("| step | ms | ratio to plain step | peak MiB |\n|---|---|---|---|")
-        for name, seconds in steps.items():
-            print(f"| {name} | {statistics.median(seconds) * 1e3:.2f} | {ratios[name]:.2f} | {memory[name]:.1f} |")
-        n_pred, n_models = min(args.predict_samples, len(X)), N_MODES * N_SAMPLES
-        print(f"\npredict_proba over J x M = {n_models} sampled models on {n_pred} samples: "
-              f"{statistics.median(pred['predict_proba (J x M sampled)']) * 1e3:.1f} ms; {n_models} plain forwards: "
-              f"{statistics.median(pred['J x M plain forwards']) * 1e3:.1f} ms; ratio {pred_ratio:.2f}; peak MiB "
-              f"{pred['peak MiB'][0]:.1f} against {pred['peak MiB'][1]:.1f}")
-        extra = " (plus one pass per grid batch to recompute BatchNorm statistics)" if plane["batchnorm"] else ""
-        print(f"LossPlane.fit, 11 x 11 grid on {n_pred} samples: {statistics.median(plane['LossPlane.fit']) * 1e3:.0f} ms; "
-              f"121 plain forwards: {statistics.median(plane['plain forwards']) * 1e3:.0f} ms; ratio {plane_ratio:.2f}{extra}\n")
+        print(f"device {device} ({card}), torch {torch.__version__}; {args.repeats} interleaved repeats; "
+              "ratios are medians of neighbouring pairs\n")
+        print("| network | samples | batch | plain epoch s | vertex epoch / plain | mode epoch / plain "
+              "| predict_proba / 15 plain forwards |\n|---|---|---|---|---|---|---|")
+        for network in args.networks:
+            X, y, model_cls = load(network, args.n_images)
+            for batch_size in args.batch_sizes:
+                times = epochs(model_cls, X, y, batch_size, args.repeats, device)
+                pred = prediction(model_cls, X, y, batch_size, 2 * args.repeats, device)
+                row = {"device": device, "card": card, "network": network, "n_samples": len(X),
+                       "batch_size": batch_size, "epochs": times, "prediction": pred,
+                       "vertex_ratio": ratio(times["vertex"], times["plain"]),
+                       "mode_ratio": ratio(times["mode"], times["plain"]),
+                       "predict_ratio": ratio(pred["predict_proba"], pred["plain forwards"])}
+                if args.steps:
+                    step_times = steps(model_cls(X.shape[1], 10), X, y, batch_size, 20 * args.repeats, device)
+                    row["step_ratios"] = {k: ratio(v, step_times["plain"]) for k, v in step_times.items()}
+                report.append(row)
+                print(f"| {network} | {len(X)} | {batch_size} | {statistics.median(times['plain']):.3f} "
+                      f"| {row['vertex_ratio']:.2f} | {row['mode_ratio']:.2f} | {row['predict_ratio']:.2f} |", flush=True)
+        for row in report:
+            if "step_ratios" in row and row["device"] == device:
+                print(f"\nsteps, {row['network']}, batch {row['batch_size']}: " +
+                      ", ".join(f"{k} {v:.2f}" for k, v in row["step_ratios"].items()))
+        print()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
 

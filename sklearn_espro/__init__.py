@@ -2,7 +2,8 @@
 
 Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (volumes,
 sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module,
-:mod:`~sklearn_espro.batchnorm`), :mod:`~sklearn_espro.training`,
+:mod:`~sklearn_espro.batchnorm`), :mod:`~sklearn_espro.prediction` (the models drawn
+from a simplex and Eq. 5: :class:`Member`), :mod:`~sklearn_espro.training`,
 :mod:`~sklearn_espro.growing` and :mod:`~sklearn_espro.members` (growing simplexes),
 :mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), and the tools
 :func:`connect_modes` (mode-connecting complexes), :func:`fit_curve_swag`
@@ -16,6 +17,7 @@ from .curves import CurveSWAG, fit_curve_swag
 from .estimator import ESPROClassifier
 from .modules import MLP, ConvNet1d, ConvNet2d, ResNet1d
 from .planes import LossPlane
+from .prediction import Member
 from .simplex import Simplex
 from .volume import SimplexVolume
 
@@ -27,10 +29,11 @@ __all__ = [
     "ConvNet2d",
     "ResNet1d",
     "CurveSWAG",
+    "Member",
     "Simplex",
     "SimplexVolume",
     "SimplicialComplex",
     "connect_modes",
     "fit_curve_swag",
 ]
-__version__ = "0.1.0"
+__version__ = "0.4.0"

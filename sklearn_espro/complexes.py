@@ -20,7 +20,8 @@ from ._validation import (
 from .geometry import log_simplex_volume, sample_complex_coords
 from .growing import grow_vertex
 from ._global_state import own_global_rng
-from .simplex import Simplex, expand, mean_probabilities
+from .prediction import Member, mean_probabilities
+from .simplex import Simplex, expand
 
 __all__ = ["SimplicialComplex", "connect_modes"]
 
@@ -114,8 +115,8 @@ class SimplicialComplex:
         check_module_output(self.points.module, x, None if self.classes is None else len(self.classes))
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         coords = self.sample_coords(n_samples, torch.Generator().manual_seed(seed))
-        buffers = expand(self.points.buffers, n_samples)
-        return mean_probabilities([self.points], [coords], [buffers], torch.from_numpy(x), batch_size).numpy()
+        member = Member(self.points, coords, expand(self.points.buffers, n_samples))
+        return mean_probabilities([member], torch.from_numpy(x), batch_size).numpy()
 
     def predict(self, X, n_samples: int = 20, random_state=None) -> np.ndarray:
         """The class of highest mean probability: a label of ``classes`` (or its index if None)."""
@@ -214,7 +215,7 @@ def connect_modes(
     ----------
     modes : sequence of nn.Module
         Trained networks of one architecture, mapping float32 batches of ``X`` to logits
-        (e.g. ``[s.to_module(torch.ones(1)) for s in clf.simplexes_]`` of an
+        (e.g. ``[s.vertex_module(0) for s in clf.simplexes_]`` of an
         ``ESPROClassifier(n_vertices=1)``). They are not changed.
     X : array-like of shape (n_samples, ...)
     y : array-like of shape (n_samples,)

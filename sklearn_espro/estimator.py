@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from numbers import Integral, Real
 from typing import Any
@@ -29,10 +30,10 @@ from ._validation import (
     resolve_device,
 )
 from ._starts import MAX_SEED, initial_modules, weighted_criterion_kwargs
-from .members import fit_simplex, sample_members
+from .members import ModeTraining, VertexTraining, fit_simplex, sample_members
 from .modules import MLP
 from ._global_state import own_global_rng
-from .simplex import mean_probabilities
+from .prediction import mean_probabilities
 
 __all__ = ["ESPROClassifier"]
 
@@ -65,9 +66,12 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         it) whatever the vertex count. ``0`` (best on validation data, see the user
         guide) grows simplexes from the loss alone. (Version 0.1 divided it by the
         log-volume of fresh simplexes, as the reference code does.)
-    n_train_samples : int, default=5
-        Models drawn per training step (``H`` of Eq. 3); each sees one chunk of the
-        minibatch, all in one vectorised forward.
+    n_train_samples : int, default=1
+        Models drawn per training step (``H`` of Eq. 3). ``1``: one model drawn anew for
+        each minibatch, a plain forward (1.1-1.3x a plain step, where ``H=5`` costs
+        1.4-2.9x on a CPU); the mean over steps estimates the same expected loss. ``H > 1``
+        splits the minibatch into ``H`` chunks, one model each, in one vectorised
+        forward. On validation data both gave the same NLL (see the user guide).
     n_samples : int, default=5
         Models drawn from each simplex for prediction (``M`` of Eq. 5); fixed at fit.
     max_epochs : int, default=30
@@ -130,14 +134,14 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+    members_ : list of Member
+        One per mode, on the CPU: its simplex, the ``n_samples`` models of it that
+        ``predict_proba`` averages (coordinates and buffers, BatchNorm statistics
+        recomputed on the training data) and the history of its epochs.
     simplexes_ : list of Simplex
-        The fitted simplexes (vertices on the CPU), one per mode.
+        The members' simplexes; vertex 0 of each is its mode (``vertex_module(0)``).
     log_volumes_ : ndarray of shape (n_simplexes,)
         Natural log of each simplex's volume (0 for a single vertex).
-    sample_coords_ : list of Tensor of shape (n_samples, n_vertices)
-        Barycentric coordinates of the models averaged by ``predict_proba``.
-    sample_buffers_ : list of dict
-        Buffers of those models; BatchNorm statistics recomputed on the training data.
     history_ : list of dict
         One record per epoch: ``simplex``, ``phase`` ("mode" or "vertex"), ``vertex``,
         ``epoch``, ``loss`` and, for vertices, ``data_loss`` (the sampled models' mean
@@ -212,7 +216,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         n_modes=3,
         n_vertices=4,
         volume_reg=0.0,
-        n_train_samples=5,
+        n_train_samples=1,
         n_samples=5,
         max_epochs=30,
         vertex_epochs=3,
@@ -314,9 +318,9 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         # 2. one job per mode and its simplex
         shared = {
             "n_vertices": self.n_vertices, "n_samples": self.n_samples, "pretrained": pretrained,
-            "mode_kwargs": self._mode_kwargs(n_classes, criterion_kwargs),
-            "vertex_kwargs": self._vertex_kwargs(criterion_kwargs),
-            "volume_reg": self.volume_reg, "device": device, "verbose": self.verbose,
+            "mode": self._mode_training(n_classes, criterion_kwargs),
+            "vertex": self._vertex_training(criterion_kwargs),
+            "device": device, "verbose": self.verbose,
         }
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(fit_simplex)(module, X, y_idx, seed=int(seed), name=f"simplex {j}", **shared)
@@ -324,34 +328,48 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         )
         self.classes_ = encoder.classes_
         self._input_shape = X.shape[1:]
-        self.simplexes_ = [r["simplex"] for r in results]
-        self.sample_coords_ = [r["coords"] for r in results]
-        self.sample_buffers_ = [r["buffers"] for r in results]
-        self.log_volumes_ = np.array([float(s.log_volume()) for s in self.simplexes_])
-        self.history_ = [{"simplex": j, **rec} for j, r in enumerate(results) for rec in r["history"]]
+        self.members_ = list(results)
+        self.log_volumes_ = np.array([float(m.simplex.log_volume()) for m in self.members_])
         return self
+
+    @property
+    def simplexes_(self) -> list:
+        return [m.simplex for m in self.members_]
+
+    @property
+    def history_(self) -> list[dict[str, Any]]:
+        return [{"simplex": j, **record} for j, m in enumerate(self.members_) for record in m.history]
+
+    @property
+    def sample_coords_(self) -> list:
+        warnings.warn("sample_coords_ is deprecated and will be removed in version 0.5: use "
+                      "[m.coords for m in members_].", FutureWarning, stacklevel=2)
+        return [m.coords for m in self.members_]
+
+    @property
+    def sample_buffers_(self) -> list:
+        warnings.warn("sample_buffers_ is deprecated and will be removed in version 0.5: use "
+                      "[m.buffers for m in members_].", FutureWarning, stacklevel=2)
+        return [m.buffers for m in self.members_]
 
     def _build(self, n_features_in: int, n_classes: int) -> nn.Module:
         return build_module(
             self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
         )
 
-    def _mode_kwargs(self, n_classes: int, criterion_kwargs: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "n_classes": n_classes, "max_epochs": self.max_epochs, "lr": self.lr,
-            "batch_size": self.batch_size, "optimizer": self.optimizer,
-            "optimizer_kwargs": self._optimizer_kwargs(), "criterion": self.criterion,
-            "criterion_kwargs": criterion_kwargs, "callbacks": self.callbacks or [],
-        }
+    def _mode_training(self, n_classes: int, criterion_kwargs: dict[str, Any]) -> ModeTraining:
+        return ModeTraining(
+            n_classes=n_classes, max_epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size,
+            optimizer=self.optimizer, optimizer_kwargs=self._optimizer_kwargs(), criterion=self.criterion,
+            criterion_kwargs=criterion_kwargs, callbacks=tuple(self.callbacks or ()),
+        )
 
-    def _vertex_kwargs(self, criterion_kwargs: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "epochs": self.vertex_epochs, "lr": self.vertex_lr, "schedule": self.vertex_schedule,
-            "batch_size": self.batch_size,
-            "n_train_samples": self.n_train_samples, "optimizer": self.optimizer,
-            "optimizer_kwargs": self._optimizer_kwargs(),
-            "criterion": self.criterion(**criterion_kwargs),
-        }
+    def _vertex_training(self, criterion_kwargs: dict[str, Any]) -> VertexTraining:
+        return VertexTraining(
+            epochs=self.vertex_epochs, lr=self.vertex_lr, schedule=self.vertex_schedule, batch_size=self.batch_size,
+            n_train_samples=self.n_train_samples, optimizer=self.optimizer, optimizer_kwargs=self._optimizer_kwargs(),
+            criterion=self.criterion(**criterion_kwargs), volume_reg=self.volume_reg,
+        )
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "simplexes_")
@@ -392,8 +410,7 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         """
         X = self._validate_X(X)
         device = resolve_device(self.device, fallback=True)
-        proba = mean_probabilities(self.simplexes_, self.sample_coords_, self.sample_buffers_,
-                                   torch.from_numpy(X), self.predict_batch_size, device).numpy()
+        proba = mean_probabilities(self.members_, torch.from_numpy(X), self.predict_batch_size, device).numpy()
         bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
         if len(bad):
             raise FloatingPointError(

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from .simplex import Simplex, unflatten
-from .training import init_vertex_state, run_epoch, step_along_gradient
+from .training import VertexState, infer, init_vertex_state, run_epoch
 
-__all__ = ["grow_simplex", "grow_vertex"]
+__all__ = ["grow_simplex", "grow_vertex", "step_along_gradient"]
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -80,7 +80,7 @@ def grow_vertex(
         Called after each epoch with that epoch's history record.
     init_step : float, default=0.0
         When positive, the vertex starts ``init_step`` times the centroid's norm uphill
-        from the centroid: see :func:`~sklearn_espro.training.step_along_gradient`.
+        from the centroid: see :func:`step_along_gradient`.
     **kwargs
         ``volume_reg`` (``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
         ``optimizer``, ``optimizer_kwargs``, ``criterion``, ``generator`` (on the
@@ -142,6 +142,65 @@ def grow_vertex(
     if history:
         warn_if_loss_grew(start, history[-1]["data_loss"], phase, settings)
     return simplex.add_vertex(unflatten(state.vertex.detach(), simplex.vertices, n_leading=1)), history
+
+
+def step_along_gradient(state: VertexState, X: Tensor, y: Tensor, batch_size: int, step: float,
+                        max_samples: int = 2048) -> float:
+    """Move the new vertex uphill: ``step`` times the centroid's norm along the data loss's gradient.
+
+    A start for the vertex away from the basin its frozen vertices share: the gradient
+    (over up to ``max_samples`` shuffled samples, with models sampled as in training) of
+    the sampled models' mean loss with respect to the new vertex points to where the
+    simplex's loss rises fastest. The vertex then trains back down from there. The
+    volume term is left out of the direction.
+
+    Parameters
+    ----------
+    state : VertexState
+    X : Tensor of shape (n_samples, ...)
+    y : Tensor of shape (n_samples,)
+    batch_size : int
+    step : float
+        Distance moved, relative to the norm of the frozen vertices' centroid.
+    max_samples : int, default=2048
+
+    Returns
+    -------
+    float
+        The data loss at the starting point, before the move.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro.training import init_vertex_state
+    >>> state = init_vertex_state(
+    ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
+    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> before = state.vertex.detach().clone()
+    >>> _ = step_along_gradient(state, torch.randn(20, 4), torch.randint(3, (20,)), batch_size=10, step=0.1)
+    >>> ratio = (state.vertex.detach() - before).norm() / state.frozen.mean(0).norm()
+    >>> round(float(ratio), 4)
+    0.1
+    """
+    order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)[:max_samples]
+    grad = torch.zeros_like(state.vertex)
+    total = torch.zeros((), dtype=torch.float64, device=X.device)
+    for idx in order.split(batch_size):
+        n_chunks = max(min(state.n_train_samples, len(idx) // state.min_chunk), 1)
+        size = len(idx) // n_chunks
+        x_chunks = X[idx[: n_chunks * size]].unflatten(0, (n_chunks, size))
+        y_chunks = y[idx[: n_chunks * size]].unflatten(0, (n_chunks, size))
+        logits = infer(state, x_chunks)
+        loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1)) * (n_chunks * size / len(order))
+        grad += torch.autograd.grad(loss, state.vertex)[0]
+        total += loss.detach()
+    with torch.no_grad():
+        norm = grad.norm()
+        if norm > 0:
+            state.vertex += (step * state.frozen.mean(0).norm() / norm) * grad
+    return float(total)
 
 
 def grow_simplex(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,13 +18,83 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
-from .geometry import sample_barycentric
-from .batchnorm import batch_sizes, batchnorm_buffer_names, has_batchnorm, recompute_batchnorm
 from ._global_state import own_global_rng
-from .simplex import Simplex, batched_forward, expand
+from .batchnorm import has_batchnorm
 from .growing import EpochCallback, check_finite, grow_simplex
+from .prediction import Member, draw_member
+from .simplex import Simplex, batched_forward
 
-__all__ = ["fit_simplex", "sample_members", "train_mode"]
+__all__ = ["ModeTraining", "VertexTraining", "fit_simplex", "sample_members", "train_mode"]
+
+
+@dataclass(frozen=True)
+class ModeTraining:
+    """How each mode trains, with skorch; built once per fit from the estimator's parameters.
+
+    Attributes
+    ----------
+    n_classes : int
+    max_epochs : int
+        Epochs, the length of the cosine learning-rate schedule.
+    lr : float
+        Starting learning rate.
+    batch_size : int
+    optimizer : torch.optim.Optimizer subclass
+    optimizer_kwargs : dict
+    criterion : nn.Module subclass
+    criterion_kwargs : dict
+    callbacks : tuple of skorch callbacks, default=()
+        Extra callbacks; each run deep-copies them.
+    """
+
+    n_classes: int
+    max_epochs: int
+    lr: float
+    batch_size: int
+    optimizer: type[torch.optim.Optimizer]
+    optimizer_kwargs: dict[str, Any]
+    criterion: type[nn.Module]
+    criterion_kwargs: dict[str, Any]
+    callbacks: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class VertexTraining:
+    """How each new vertex trains on Eq. 1; built once per fit from the estimator's parameters.
+
+    Attributes
+    ----------
+    epochs : int
+    lr : float
+    schedule : {"cosine", "constant"}
+    batch_size : int
+    n_train_samples : int
+        ``H``: models drawn per step.
+    optimizer : torch.optim.Optimizer subclass
+    optimizer_kwargs : dict
+    criterion : nn.Module
+        An instance.
+    volume_reg : float
+        ``lambda`` of Eq. 1, for every vertex.
+    init_noise : float, default=0.01
+        Noise of each vertex's start at the centroid of the others (relative).
+    init_step : float, default=0.0
+        A start moved uphill from there, relative to the centroid's norm (see
+        :func:`~sklearn_espro.growing.step_along_gradient`; not an estimator parameter:
+        no value tried beat ``0``).
+    """
+
+    epochs: int
+    lr: float
+    schedule: str
+    batch_size: int
+    n_train_samples: int
+    optimizer: type[torch.optim.Optimizer]
+    optimizer_kwargs: dict[str, Any]
+    criterion: nn.Module
+    volume_reg: float
+    init_noise: float = 0.01
+    init_step: float = 0.0
 
 
 class _Interrupted(Exception):
@@ -56,18 +127,10 @@ def train_mode(
     module: nn.Module,
     X: np.ndarray,
     y: np.ndarray,
+    training: ModeTraining,
     *,
-    n_classes: int,
-    max_epochs: int,
-    lr: float,
-    batch_size: int,
-    optimizer: type[torch.optim.Optimizer],
-    optimizer_kwargs: dict[str, Any],
-    criterion: type[nn.Module],
-    criterion_kwargs: dict[str, Any],
     device: str,
     seed: int,
-    callbacks: Sequence[Any] = (),
     phase: str = "mode",
     on_epoch: EpochCallback | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
@@ -79,19 +142,11 @@ def train_mode(
         Initialised network mapping a float32 batch of ``X`` to logits; trained in place.
     X : ndarray of shape (n_samples, ...), float32
     y : ndarray of shape (n_samples,), int64 class indices
-    n_classes : int
-    max_epochs, lr, batch_size : int, float, int
-        Epochs (the cosine schedule's length), starting learning rate, minibatch size.
-    optimizer : torch.optim.Optimizer subclass
-    optimizer_kwargs : dict
-    criterion : nn.Module subclass
-    criterion_kwargs : dict
+    training : ModeTraining
     device : str
     seed : int
         Seeds the shuffling of minibatches and, for dropout, a private copy of torch's
         global random state (the caller's is left as it was).
-    callbacks : sequence of skorch callbacks, default=()
-        Extra callbacks for the skorch net; each is deep-copied first.
     phase : str, default="mode"
         Name of this phase in errors and history.
     on_epoch : callable, default=None
@@ -108,10 +163,9 @@ def train_mode(
     --------
     >>> import numpy as np, torch
     >>> X, y = np.random.RandomState(0).randn(40, 4).astype(np.float32), np.arange(40) % 2
-    >>> module, history = train_mode(
-    ...     torch.nn.Linear(4, 2), X, y, n_classes=2, max_epochs=3, lr=0.1, batch_size=10,
-    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss,
-    ...     criterion_kwargs={}, device="cpu", seed=0)
+    >>> training = ModeTraining(n_classes=2, max_epochs=3, lr=0.1, batch_size=10, optimizer=torch.optim.SGD,
+    ...                         optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={})
+    >>> module, history = train_mode(torch.nn.Linear(4, 2), X, y, training, device="cpu", seed=0)
     >>> [r["epoch"] for r in history]
     [0, 1, 2]
     """
@@ -120,34 +174,35 @@ def train_mode(
     class _Record(Callback):
         def on_epoch_end(self, net, **kwargs):
             loss = float(net.history[-1, "train_loss"])
-            check_finite(loss, len(history), phase, f"lr={lr:g}")
+            check_finite(loss, len(history), phase, f"lr={t.lr:g}")
             history.append({"phase": "mode", "vertex": 0, "epoch": len(history), "loss": loss})
             if on_epoch is not None:
                 on_epoch(history[-1])
 
+    t = training
     # BatchNorm cannot normalise a last batch of one sample: leave that one sample out
-    drop_last = len(X) % batch_size == 1 and has_batchnorm(module)
+    drop_last = len(X) % t.batch_size == 1 and has_batchnorm(module)
     net = ModeNet(
         module,
-        criterion=criterion,
-        optimizer=optimizer,
-        lr=lr,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
+        criterion=t.criterion,
+        optimizer=t.optimizer,
+        lr=t.lr,
+        max_epochs=t.max_epochs,
+        batch_size=t.batch_size,
         train_split=None,
         device=device,
-        classes=list(range(n_classes)),
+        classes=list(range(t.n_classes)),
         verbose=0,
         callbacks=[
-            ("cosine", LRScheduler("CosineAnnealingLR", T_max=max(max_epochs, 1))),
+            ("cosine", LRScheduler("CosineAnnealingLR", T_max=max(t.max_epochs, 1))),
             ("record", _Record()),
-            *copy.deepcopy(list(callbacks)),
+            *copy.deepcopy(list(t.callbacks)),
         ],
         iterator_train__shuffle=True,
         iterator_train__drop_last=drop_last,
         iterator_train__generator=torch.Generator().manual_seed(seed),
-        **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
-        **{f"criterion__{k}": v for k, v in criterion_kwargs.items()},
+        **{f"optimizer__{k}": v for k, v in t.optimizer_kwargs.items()},
+        **{f"criterion__{k}": v for k, v in t.criterion_kwargs.items()},
     )
     try:
         with own_global_rng(device, seed):
@@ -155,8 +210,8 @@ def train_mode(
     except _Interrupted:
         raise KeyboardInterrupt(f"training of {phase} was interrupted") from None
     net.module_.zero_grad(set_to_none=True)  # the last step's gradients are no part of the mode
-    if criterion is nn.CrossEntropyLoss and not criterion_kwargs and history:
-        warn_if_not_learned(history[-1]["loss"], y, n_classes, phase, lr)
+    if t.criterion is nn.CrossEntropyLoss and not t.criterion_kwargs and history:
+        warn_if_not_learned(history[-1]["loss"], y, t.n_classes, phase, t.lr)
     return net.module_.cpu(), history
 
 
@@ -186,14 +241,13 @@ def fit_simplex(
     n_vertices: int,
     n_samples: int,
     pretrained: bool,
-    mode_kwargs: dict[str, Any],
-    vertex_kwargs: dict[str, Any],
-    volume_reg: float,
+    mode: ModeTraining,
+    vertex: VertexTraining,
     device: str,
     seed: int,
     name: str = "simplex",
     verbose: int = 0,
-) -> dict[str, Any]:
+) -> Member:
     """One ESPRO member, start to finish: a mode, its simplex, and its prediction samples.
 
     1. Train ``module`` as a mode with :func:`train_mode` (skipped if ``pretrained``).
@@ -210,13 +264,8 @@ def fit_simplex(
     n_vertices, n_samples : int
         Vertices of the simplex; models kept for prediction.
     pretrained : bool
-    mode_kwargs : dict
-        Arguments of :func:`train_mode`.
-    vertex_kwargs : dict
-        Arguments of :func:`~sklearn_espro.growing.grow_vertex` (with ``epochs`` and
-        ``batch_size``).
-    volume_reg : float
-        ``lambda`` of Eq. 1, for every vertex.
+    mode : ModeTraining
+    vertex : VertexTraining
     device : str
     seed : int
     name : str, default="simplex"
@@ -225,25 +274,25 @@ def fit_simplex(
 
     Returns
     -------
-    dict
-        ``simplex`` (on the CPU), ``coords`` (n_samples, n_vertices), ``buffers``
-        ({name: ``(n_samples, *shape)``}) and ``history`` (list of dict).
+    Member
+        On the CPU: the simplex, its ``n_samples`` prediction models (one, the mode, for a
+        0-simplex) and the history of its epochs.
 
     Examples
     --------
     >>> import numpy as np, torch
     >>> X, y = np.random.RandomState(0).randn(40, 4).astype(np.float32), np.arange(40) % 2
-    >>> result = fit_simplex(
-    ...     torch.nn.Linear(4, 2), X, y, n_vertices=2, n_samples=3, pretrained=False,
-    ...     mode_kwargs=dict(n_classes=2, max_epochs=2, lr=0.1, batch_size=10, optimizer=torch.optim.SGD,
-    ...                      optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={}),
-    ...     vertex_kwargs=dict(epochs=2, batch_size=10, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD,
-    ...                        optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss()),
-    ...     volume_reg=0.1, device="cpu", seed=0)
-    >>> result["simplex"].n_vertices, tuple(result["coords"].shape)
+    >>> mode = ModeTraining(n_classes=2, max_epochs=2, lr=0.1, batch_size=10, optimizer=torch.optim.SGD,
+    ...                     optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={})
+    >>> vertex = VertexTraining(epochs=2, lr=0.01, schedule="cosine", batch_size=10, n_train_samples=2,
+    ...                         optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...                         volume_reg=0.1)
+    >>> result = fit_simplex(torch.nn.Linear(4, 2), X, y, n_vertices=2, n_samples=3, pretrained=False,
+    ...                      mode=mode, vertex=vertex, device="cpu", seed=0)
+    >>> result.simplex.n_vertices, tuple(result.coords.shape)
     (2, (3, 2))
     """
-    total = (0 if pretrained else mode_kwargs["max_epochs"]) + (n_vertices - 1) * vertex_kwargs["epochs"]
+    total = (0 if pretrained else mode.max_epochs) + (n_vertices - 1) * vertex.epochs
     bar = _progress_bar(total, name, verbose)
 
     def on_epoch(record: dict[str, Any]) -> None:
@@ -255,22 +304,16 @@ def fit_simplex(
     try:
         if not pretrained:
             module, history = train_mode(
-                module, X, y, seed=seed, device=device, phase=f"the mode of {name}", on_epoch=on_epoch, **mode_kwargs
+                module, X, y, mode, seed=seed, device=device, phase=f"the mode of {name}", on_epoch=on_epoch
             )
         with own_global_rng(device, seed):
-            simplex, coords, buffers, records = _grow_and_sample(
-                module, X, y, n_vertices, n_samples, vertex_kwargs, volume_reg, device, seed, name, on_epoch
-            )
-        history += records
+            member = _grow_and_sample(module, X, y, n_vertices, n_samples, vertex, device, seed, name, on_epoch)
     finally:
         if bar is not None:
             bar.close()
-    return {
-        "simplex": simplex.to("cpu"),
-        "coords": coords.cpu(),
-        "buffers": {k: v.cpu().clone() for k, v in buffers.items()},
-        "history": history,
-    }
+    member = member.to("cpu")
+    buffers = {k: v.clone() for k, v in member.buffers.items()}  # views of the simplex's become its own
+    return Member(member.simplex, member.coords, buffers, history + member.history)
 
 
 def _progress_bar(total: int, name: str, verbose: int):
@@ -283,25 +326,24 @@ def _progress_bar(total: int, name: str, verbose: int):
     return tqdm(total=total, desc=name, leave=True)
 
 
-def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex_kwargs, volume_reg, device, seed, name, on_epoch):
-    """Grow the simplex of a trained mode and fix its prediction models (steps 2 and 3)."""
+def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex: VertexTraining, device, seed, name,
+                     on_epoch) -> Member:
+    """Grow the simplex of a trained mode and draw its prediction models (steps 2 and 3)."""
     generator = torch.Generator(device=device).manual_seed(seed)
     simplex = Simplex.from_module(module.to(device).eval()).to(device)
     X_t = torch.as_tensor(X, device=device)
     y_t = torch.as_tensor(y, device=device)
-    vertex_kwargs = {**vertex_kwargs, "criterion": vertex_kwargs["criterion"].to(device)}
     simplex, records = grow_simplex(
-        simplex, X_t, y_t, n_vertices, volume_reg=volume_reg, phase=name,
-        generator=generator, on_epoch=on_epoch, **vertex_kwargs,
+        simplex, X_t, y_t, n_vertices, volume_reg=vertex.volume_reg, phase=name, generator=generator,
+        on_epoch=on_epoch, epochs=vertex.epochs, lr=vertex.lr, schedule=vertex.schedule,
+        batch_size=vertex.batch_size, n_train_samples=vertex.n_train_samples, optimizer=vertex.optimizer,
+        optimizer_kwargs=vertex.optimizer_kwargs, criterion=vertex.criterion.to(device),
+        init_noise=vertex.init_noise, init_step=vertex.init_step,
     )
     n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
-    coords = sample_barycentric(n_draws, n_vertices, generator=generator, device=device)
-    buffers = expand(simplex.buffers, n_draws)
-    if n_vertices > 1:
-        sizes = batch_sizes(len(X_t), vertex_kwargs["batch_size"], 2 if has_batchnorm(simplex.module) else 1)
-        buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, X_t.split(sizes))
-    _check_fitted_simplex(simplex, coords, buffers, X_t[: vertex_kwargs["batch_size"]], name)
-    return simplex, coords, buffers, records
+    member = draw_member(simplex, n_draws, X_t, vertex.batch_size, generator)
+    _check_fitted_simplex(simplex, member.coords, member.buffers, X_t[: vertex.batch_size], name)
+    return Member(simplex, member.coords, member.buffers, records)
 
 
 @torch.no_grad()
@@ -357,16 +399,7 @@ def sample_members(
     """
     generator = torch.Generator().manual_seed(seed)
     counts = np.bincount(np.arange(n_models) % len(simplexes), minlength=len(simplexes))
-    per_simplex = []
     with own_global_rng(seed=seed):
-        for simplex, count in zip(simplexes, counts):
-            coords = sample_barycentric(int(count), simplex.n_vertices, generator=generator)
-            buffers = expand(simplex.buffers, int(count))
-            if simplex.n_vertices > 1 and batchnorm_buffer_names(simplex.module) and count:
-                if X is None:
-                    raise ValueError("The module has BatchNorm layers: pass X to sample_models to recompute their statistics.")
-                batches = X.split(batch_sizes(len(X), batch_size, 2))
-                buffers = recompute_batchnorm(simplex.module, simplex.combine(coords), buffers, batches)
-            per_simplex.append([simplex.to_module(t, {k: v[i] for k, v in buffers.items()}).eval()
-                                for i, t in enumerate(coords)])
+        per_simplex = [draw_member(simplex, int(count), X, batch_size, generator).models()
+                       for simplex, count in zip(simplexes, counts)]
     return [per_simplex[i % len(per_simplex)][i // len(per_simplex)] for i in range(n_models)]

@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from sklearn.utils.validation import check_is_fitted
 
 from ._global_state import own_global_rng
+from .prediction import forward_models
 
 __all__ = [
     "disagreement",
@@ -163,13 +164,15 @@ def member_probabilities(estimator, X) -> tuple[np.ndarray, np.ndarray]:
     device = resolve_device(estimator.device, fallback=True)
     members, modes = [], []
     with own_global_rng(device):
-        for simplex, coords, buffers in zip(estimator.simplexes_, estimator.sample_coords_, estimator.sample_buffers_):
-            simplex = simplex.to(device)
+        for member in estimator.members_:
+            member = member.to(device)
+            simplex = member.simplex
             corner = torch.zeros(1, simplex.n_vertices, device=device)
             corner[0, 0] = 1.0
-            mode_buffers = {k: v.unsqueeze(0).to(device) for k, v in simplex.buffers.items()}
-            member_buffers = {k: v.to(device) for k, v in buffers.items()}
-            parts = [(simplex.forward(coords.to(device), xb, member_buffers), simplex.forward(corner, xb, mode_buffers))
+            mode_buffers = {k: v.unsqueeze(0) for k, v in simplex.buffers.items()}
+            module = simplex.module.eval()
+            params, mode_params = simplex.combine(member.coords), simplex.combine(corner)
+            parts = [(forward_models(module, params, member.buffers, xb), forward_models(module, mode_params, mode_buffers, xb))
                      for xb in x.to(device).split(estimator.predict_batch_size)]
             members.append(torch.cat([p[0] for p in parts], 1).double().softmax(-1).cpu())
             modes.append(torch.cat([p[1] for p in parts], 1)[0].double().softmax(-1).cpu())

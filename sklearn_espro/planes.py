@@ -13,8 +13,8 @@ from torch import nn
 from ._validation import Interval, check_batchnorm_batch, check_data, check_module_output, resolve_device
 from .geometry import plane_basis
 from ._global_state import own_global_rng
-from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
-from .simplex import batched_forward, expand, fixed_tensors, flatten, trainable_parameters, unflatten
+from .prediction import model_buffers
+from .simplex import batched_forward, fixed_tensors, flatten, trainable_parameters, unflatten
 
 __all__ = ["LossPlane", "flat_parameters", "weights_loss"]
 
@@ -298,14 +298,11 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     X_t = torch.as_tensor(X, device=device)
     y_t = torch.as_tensor(y.astype(np.int64), device=device)
     batches = X_t.split(batch_size)
-    has_bn = bool(batchnorm_buffer_names(module))
     losses, hits = [], []
     for chunk in weights.float().split(grid_batch):
         params = unflatten(chunk.to(device), like)
-        bufs = expand({k: v.to(device) for k, v in buffers.items()}, len(chunk))
-        if has_bn:
-            with own_global_rng(device):  # dropout while statistics are recomputed
-                bufs = recompute_batchnorm(module, params, bufs, X_t.split(batch_sizes(len(X_t), batch_size, 2)))
+        with own_global_rng(device):  # dropout while BatchNorm statistics are recomputed
+            bufs = model_buffers(module, params, {k: v.to(device) for k, v in buffers.items()}, X_t, batch_size)
         loss = torch.zeros(len(chunk), dtype=torch.float64, device=device)
         correct = torch.zeros(len(chunk), dtype=torch.float64, device=device)
         for xb, yb in zip(batches, y_t.split(batch_size)):

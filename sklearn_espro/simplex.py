@@ -10,7 +10,7 @@ one vectorised forward through ``torch.func.vmap`` over
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,6 @@ __all__ = [
     "expand",
     "fixed_tensors",
     "flatten",
-    "mean_probabilities",
     "trainable_parameters",
     "unflatten",
 ]
@@ -237,51 +236,6 @@ def batched_forward(
         return vmap(call, in_dims=in_dims, randomness="different")(params, buffers, x)
 
 
-@torch.no_grad()
-def mean_probabilities(
-    simplexes: Sequence[Simplex], coords: Sequence[Tensor], buffers: Sequence[Params], x: Tensor,
-    batch_size: int, device: torch.device | str = "cpu",
-) -> Tensor:
-    """ESPRO's prediction (Eq. 5): the mean softmax of the models at ``coords`` of every simplex.
-
-    ``p(y|x) = (1/J) sum_j (1/M) sum_m softmax(f(x; theta_jm))``; each simplex's models
-    run as one vectorised forward per batch of ``x``, in evaluation mode.
-
-    Parameters
-    ----------
-    simplexes : sequence of J Simplex
-    coords : sequence of J Tensor of shape (M, n_vertices)
-    buffers : sequence of J dict of str to Tensor of shape ``(M, *shape)``
-    x : Tensor of shape (n_samples, ...)
-    batch_size : int
-    device : torch.device or str, default="cpu"
-
-    Returns
-    -------
-    Tensor of shape (n_samples, n_classes), float64, on the CPU
-        Rows sum to one.
-
-    Examples
-    --------
-    >>> import torch
-    >>> simplex = Simplex.from_module(torch.nn.Linear(3, 2)).add_vertex(
-    ...     {"weight": torch.zeros(2, 3), "bias": torch.zeros(2)})
-    >>> p = mean_probabilities([simplex], [torch.tensor([[0.5, 0.5], [0.0, 1.0]])], [{}], torch.ones(4, 3), 2)
-    >>> p.shape, bool(torch.allclose(p.sum(1), torch.ones(4, dtype=torch.float64)))
-    (torch.Size([4, 2]), True)
-    """
-    x = x.to(device)
-    total = None
-    for simplex, t, b in zip(simplexes, coords, buffers):
-        simplex = simplex.to(device)
-        params = simplex.combine(t.to(device))
-        b = {k: v.to(device) for k, v in b.items()}
-        parts = [batched_forward(simplex.module.eval(), params, b, xb).double().softmax(-1).mean(0)
-                 for xb in x.split(batch_size)]  # evaluation mode: any batch size works
-        total = torch.cat(parts) if total is None else total + torch.cat(parts)
-    return (total / total.sum(1, keepdim=True)).cpu()
-
-
 class Simplex:
     """A simplex of weights of one architecture.
 
@@ -381,6 +335,16 @@ class Simplex:
             for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
                 tensor.copy_(values[name])
         return module
+
+    def vertex_module(self, i: int) -> nn.Module:
+        """A plain ``nn.Module`` with the weights of vertex ``i``, in evaluation mode.
+
+        Vertex 0 of a simplex grown by ESPRO is its mode: ``[s.vertex_module(0) for s in
+        clf.simplexes_]`` are the networks of a fitted deep ensemble.
+        """
+        if not -self.n_vertices <= i < self.n_vertices:
+            raise IndexError(f"vertex {i} does not exist: this simplex has {self.n_vertices} vertices.")
+        return self.to_module(torch.eye(self.n_vertices)[i]).eval()
 
     def to(self, device: torch.device | str) -> Simplex:
         """The simplex on ``device``: itself if it is there already, else a copy."""

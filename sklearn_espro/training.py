@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from .batchnorm import batch_sizes, has_batchnorm, training_copy
 from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
@@ -25,7 +26,6 @@ __all__ = [
     "init_vertex_state",
     "regularized_loss",
     "run_epoch",
-    "step_along_gradient",
     "train_step",
 ]
 
@@ -73,8 +73,9 @@ def sample_params(state: VertexState, n_models: int) -> Params:
 def infer(state: VertexState, x_chunks: Tensor) -> Tensor:
     """Logits of one sampled model per chunk: (n_chunks, chunk, ...) -> (n_chunks, chunk, n_classes).
 
-    All chunks run as one vectorised forward, so a step with H samples costs about
-    one plain forward of the minibatch, not H.
+    Several chunks run as one vectorised forward (``torch.func.vmap``), so a step with
+    H samples costs one forward of the minibatch, not H; a single chunk runs as a plain
+    forward of one sampled model, the cheapest step on every device measured.
 
     Parameters
     ----------
@@ -97,6 +98,9 @@ def infer(state: VertexState, x_chunks: Tensor) -> Tensor:
     torch.Size([2, 5, 3])
     """
     params = sample_params(state, x_chunks.shape[0])
+    if x_chunks.shape[0] == 1:  # one model: a plain forward, without vmap's batched kernels
+        one = {name: p[0] for name, p in params.items()}
+        return functional_call(state.module, (one, state.buffers), (x_chunks[0],))[None]
     return batched_forward(
         state.module, params, state.buffers, x_chunks, x_batched=True, buffers_batched=False
     )
@@ -128,19 +132,18 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
     >>> regularized_loss(torch.tensor(0.5), torch.tensor(2.0, dtype=torch.float64), 0.1)
     tensor(0.3000)
     """
-    return data_loss - _volume_term(log_volume.to(data_loss.dtype), volume_reg)
-
-
-def _volume_term(log_volume: Tensor, volume_reg: float) -> Tensor:
-    """``lambda * log V``, the part Eq. 1 subtracts; exactly zero when ``lambda`` is 0 (also at ``log V = -inf``)."""
-    return log_volume * volume_reg if volume_reg != 0 else torch.zeros_like(log_volume)
+    if volume_reg == 0:  # the term is dropped, also at log V = -inf (where 0 * log V is NaN)
+        return data_loss
+    return data_loss - volume_reg * log_volume.to(data_loss.dtype)
 
 
 def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tensor, Tensor]:
-    """Regularised loss of one step and the current log-volume (summed over simplexes).
+    """Regularised loss of one step (Eq. 1) and its data loss.
 
     The data loss is the criterion over all chunks at once: with equal chunks, the
-    mean over the H sampled models of each model's mean loss on its chunk.
+    mean over the H sampled models of each model's mean loss on its chunk. The
+    log-volume of every simplex the vertex belongs to enters through
+    :func:`regularized_loss`; with ``volume_reg=0`` it is not computed.
 
     Parameters
     ----------
@@ -150,8 +153,7 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
 
     Returns
     -------
-    loss, log_volume : Tensor of shape ()
-        Eq. 1 (through :func:`regularized_loss`) and the summed log-volume.
+    loss, data_loss : Tensor of shape ()
 
     Examples
     --------
@@ -161,13 +163,14 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
     ...     generator=torch.Generator().manual_seed(0))
-    >>> loss, log_volume = get_loss(state, infer(state, torch.randn(2, 5, 4)), torch.zeros(2, 5, dtype=torch.long))
-    >>> loss.shape, bool(torch.isfinite(log_volume))
-    (torch.Size([]), True)
+    >>> loss, data_loss = get_loss(state, infer(state, torch.randn(2, 5, 4)), torch.zeros(2, 5, dtype=torch.long))
+    >>> bool(torch.isclose(data_loss - loss, 0.1 * log_volumes(state).sum().float()))  # lambda * log V
+    True
     """
     data_loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1))
-    log_volume = log_volumes(state).sum()  # the volume term covers every simplex the vertex is in
-    return regularized_loss(data_loss, log_volume, state.volume_reg), log_volume
+    if state.volume_reg == 0:
+        return data_loss, data_loss
+    return regularized_loss(data_loss, log_volumes(state).sum(), state.volume_reg), data_loss
 
 
 def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
@@ -186,7 +189,7 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
 
     Returns
     -------
-    loss, log_volume : Tensor of shape ()
+    loss, data_loss : Tensor of shape ()
         Detached, on the training device (no host synchronisation).
 
     Examples
@@ -198,7 +201,7 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
     ...     generator=torch.Generator().manual_seed(0))
     >>> before = state.vertex.detach().clone()
-    >>> loss, log_volume = train_step(state, torch.randn(10, 4), torch.randint(3, (10,)))
+    >>> loss, data_loss = train_step(state, torch.randn(10, 4), torch.randint(3, (10,)))
     >>> bool((state.vertex != before).any())  # only the new vertex moved
     True
     """
@@ -207,10 +210,10 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     x_chunks = xb[: n_chunks * size].unflatten(0, (n_chunks, size))
     y_chunks = yb[: n_chunks * size].unflatten(0, (n_chunks, size))
     state.optimizer.zero_grad(set_to_none=True)
-    loss, log_volume = get_loss(state, infer(state, x_chunks), y_chunks)
+    loss, data_loss = get_loss(state, infer(state, x_chunks), y_chunks)
     loss.backward()
     state.optimizer.step()
-    return loss.detach(), log_volume.detach()
+    return loss.detach(), data_loss.detach()
 
 
 def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict[str, float]:
@@ -230,8 +233,7 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     dict of str to float
         ``loss`` (mean regularised loss), ``data_loss`` (mean loss of the sampled models),
         ``start_data_loss`` (that of the first step, before any update) and
-        ``log_volume`` (as the last step computed it, before its update); read from the
-        device once, at the end.
+        ``log_volume`` (after the epoch); read from the device once, at the end.
 
     Examples
     --------
@@ -245,77 +247,17 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     ['data_loss', 'log_volume', 'loss', 'start_data_loss']
     """
     order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)
-    sums = torch.zeros(2, device=X.device, dtype=torch.float64)  # regularised loss, log-volume
+    sums = torch.zeros(2, device=X.device, dtype=torch.float64)  # regularised loss, data loss
     batches = order.split(batch_sizes(len(X), batch_size, state.min_chunk))
     for i, idx in enumerate(batches):
-        loss, log_volume = train_step(state, X[idx], y[idx])
-        sums[0] += loss
-        sums[1] += log_volume
+        losses = torch.stack(train_step(state, X[idx], y[idx]))
+        sums += losses
         if i == 0:  # the data loss (Eq. 1 without its volume term) at the start point
-            start = loss + _volume_term(log_volume, state.volume_reg)
-    mean_loss, mean_log_volume = (sums / len(batches)).unbind()
-    # the data loss is linear in the two sums: its mean needs no accumulator of its own
-    mean_data_loss = mean_loss + _volume_term(mean_log_volume, state.volume_reg)
-    values = torch.stack([mean_loss, mean_data_loss, start.to(sums.dtype), log_volume.to(sums.dtype)]).tolist()
-    return dict(zip(("loss", "data_loss", "start_data_loss", "log_volume"), values))
-
-
-def step_along_gradient(state: VertexState, X: Tensor, y: Tensor, batch_size: int, step: float,
-                        max_samples: int = 2048) -> float:
-    """Move the new vertex uphill: ``step`` times the centroid's norm along the data loss's gradient.
-
-    A start for the vertex away from the basin its frozen vertices share: the gradient
-    (over up to ``max_samples`` shuffled samples, with models sampled as in training) of
-    the sampled models' mean loss with respect to the new vertex points to where the
-    simplex's loss rises fastest. The vertex then trains back down from there. The
-    volume term is left out of the direction.
-
-    Parameters
-    ----------
-    state : VertexState
-    X : Tensor of shape (n_samples, ...)
-    y : Tensor of shape (n_samples,)
-    batch_size : int
-    step : float
-        Distance moved, relative to the norm of the frozen vertices' centroid.
-    max_samples : int, default=2048
-
-    Returns
-    -------
-    float
-        The data loss at the starting point, before the move.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
-    >>> state = init_vertex_state(
-    ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
-    ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
-    ...     generator=torch.Generator().manual_seed(0))
-    >>> before = state.vertex.detach().clone()
-    >>> _ = step_along_gradient(state, torch.randn(20, 4), torch.randint(3, (20,)), batch_size=10, step=0.1)
-    >>> ratio = (state.vertex.detach() - before).norm() / state.frozen.mean(0).norm()
-    >>> round(float(ratio), 4)
-    0.1
-    """
-    order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)[:max_samples]
-    grad = torch.zeros_like(state.vertex)
-    total = torch.zeros((), dtype=torch.float64, device=X.device)
-    for idx in order.split(batch_size):
-        n_chunks = max(min(state.n_train_samples, len(idx) // state.min_chunk), 1)
-        size = len(idx) // n_chunks
-        x_chunks = X[idx[: n_chunks * size]].unflatten(0, (n_chunks, size))
-        y_chunks = y[idx[: n_chunks * size]].unflatten(0, (n_chunks, size))
-        logits = infer(state, x_chunks)
-        loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1)) * (n_chunks * size / len(order))
-        grad += torch.autograd.grad(loss, state.vertex)[0]
-        total += loss.detach()
+            start = losses[1]
     with torch.no_grad():
-        norm = grad.norm()
-        if norm > 0:
-            state.vertex += (step * state.frozen.mean(0).norm() / norm) * grad
-    return float(total)
+        log_volume = log_volumes(state).sum()
+    values = torch.cat([sums / len(batches), start[None].to(sums.dtype), log_volume[None].to(sums.dtype)]).tolist()
+    return dict(zip(("loss", "data_loss", "start_data_loss", "log_volume"), values))
 
 
 def _initial_vertex(frozen: Params, noise: float, generator: torch.Generator) -> nn.Parameter:

@@ -22,14 +22,12 @@ def digits():
 @pytest.fixture(scope="session")
 def trained_mlp(digits):
     """An MLP trained on the digits fixture (a mode)."""
-    from sklearn_espro.members import train_mode
+    from sklearn_espro.members import ModeTraining, train_mode
     from sklearn_espro.modules import MLP
 
     X, y, _, _ = digits
     torch.manual_seed(0)
-    module, _ = train_mode(
-        MLP(64, 10, hidden_sizes=(32,)), X, y.astype(np.int64), n_classes=10, max_epochs=30, lr=0.05,
-        batch_size=32, optimizer=torch.optim.SGD, optimizer_kwargs={"momentum": 0.9},
-        criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={}, device="cpu", seed=0,
-    )
+    training = ModeTraining(n_classes=10, max_epochs=30, lr=0.05, batch_size=32, optimizer=torch.optim.SGD,
+                            optimizer_kwargs={"momentum": 0.9}, criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={})
+    module, _ = train_mode(MLP(64, 10, hidden_sizes=(32,)), X, y.astype(np.int64), training, device="cpu", seed=0)
     return module.eval()

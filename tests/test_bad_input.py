@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the argument or array, never a deep torch traceback."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -117,14 +119,14 @@ def test_bad_numbers_name_the_parameter(data, param, value):
         ESPROClassifier(**{**TINY, param: value}).fit(*data)
 
 
-def test_unknown_device(data):
-    with pytest.raises(ValueError, match="device='tpu' is not a torch device"):
-        ESPROClassifier(**{**TINY, "device": "tpu"}).fit(*data)
-
-
 def test_unknown_module_argument(data):
     with pytest.raises(ValueError, match="module__width is not an argument of MLP; it accepts: dropout, hidden_sizes"):
         ESPROClassifier(module__width=3, n_modes=1, max_epochs=1).fit(*data)
+
+
+def test_unknown_estimator_argument(data):
+    with pytest.raises(TypeError, match="ESPROClassifier got an unexpected argument 'hidden'; routed arguments start"):
+        ESPROClassifier(hidden=3).fit(*data)
 
 
 def test_predict_before_fit(data):
@@ -152,13 +154,13 @@ def test_diverging_loss_names_the_phase_and_leaves_nothing_fitted(data, phase, o
 def test_keyboard_interrupt_leaves_the_estimator_unchanged(data, after):
     X, y = data
     clf = ESPROClassifier(**BASE).fit(X, y)
-    fitted, before = clf.simplexes_, clf.predict_proba(X)
+    fitted, before = clf.members_, clf.predict_proba(X)
     InterruptAfter.calls = 0
     clf.set_params(module=InterruptAfter, module__after=after)
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X, y)
     assert InterruptAfter.calls == after  # the fit stopped right there
-    assert clf.simplexes_ is fitted  # the earlier fit is intact
+    assert clf.members_ is fitted  # the earlier fit is intact
     np.testing.assert_array_equal(clf.predict_proba(X), before)
     fresh = ESPROClassifier(InterruptAfter, module__after=after, **BASE)
     InterruptAfter.calls = 0
@@ -168,23 +170,21 @@ def test_keyboard_interrupt_leaves_the_estimator_unchanged(data, after):
         fresh.predict(X)
 
 
-def test_skorch_early_stopping_is_not_mistaken_for_an_interrupt(data):
-    from skorch.callbacks import EarlyStopping
-
-    stop = EarlyStopping(monitor="train_loss", patience=1, threshold=10.0)
-    clf = ESPROClassifier(**{**TINY, "max_epochs": 8}, callbacks=[stop]).fit(*data)
-    assert max(r["epoch"] for r in clf.history_ if r["phase"] == "mode") == 1
-
-
-def _assert_clear(exc: BaseException) -> None:
-    """A message, raised by our validation or scikit-learn's, never from deep inside torch."""
+def _assert_clear(exc: BaseException, known: str) -> None:
+    """One of the ``known`` messages, raised by our validation or scikit-learn's, never from inside torch."""
     import traceback
 
-    assert str(exc)
+    assert re.search(known, str(exc)), f"{type(exc).__name__}: {exc}"
     origin = traceback.extract_tb(exc.__traceback__)[-1].filename
     assert "/torch/" not in origin and "/skorch/" not in origin, f"{type(exc).__name__} from {origin}: {exc}"
 
 
+BAD_ARRAYS = "|".join([  # what fit says of arrays it cannot learn from
+    r"X has \d+ samples but y has \d+", r"Found array with 0 (sample|feature)", r"a minimum of \d+ is required",
+    r"X has samples of shape .* which hold no values", r"X must hold numbers", r"Complex data not supported",
+    r"y has a single class", r"Unknown label type", r"y must be 1-D", r"The module MLP failed on a batch of X",
+    r"Expected 2D array",
+])
 _dtypes = st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex64, object, str])
 _labels = st.sampled_from(["int", "str", "bool", "float", "one"])
 
@@ -208,12 +208,13 @@ def test_random_inputs_give_clear_errors_or_valid_probabilities(n_samples, shape
     clf = ESPROClassifier(**TINY)
     try:
         clf.fit(X, y)
-    except (ValueError, TypeError) as exc:
-        _assert_clear(exc)
+    except ValueError as exc:
+        _assert_clear(exc, BAD_ARRAYS)
+        assert not hasattr(clf, "classes_")
         return
     proba = clf.predict_proba(X)
-    assert proba.shape == (len(X), len(clf.classes_))
-    assert np.all(proba >= 0) and np.allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+    assert proba.shape == (len(X), len(clf.classes_)) and np.allclose(proba.sum(axis=1), 1.0)
 
 
 def _worker_processes():
@@ -233,6 +234,7 @@ def _worker_processes():
     return workers
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("pathlib").Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_keyboard_interrupt_in_parallel_jobs_stops_the_workers(data):
     import time
@@ -310,6 +312,7 @@ COUNTED = {**BASE, "module": Counting}
     ({**COUNTED, "n_modes": True}, ValueError, "'n_modes' parameter of ESPROClassifier must be an int, not a bool"),
     ({**COUNTED, "batch_size": True}, ValueError, "'batch_size' parameter of ESPROClassifier must be an int, not a bool"),
     ({**COUNTED, "device": "cuda:abc"}, ValueError, "device='cuda:abc' is not a torch device"),
+    ({**COUNTED, "device": "tpu"}, ValueError, "device='tpu' is not a torch device"),
     ({**COUNTED, "device": "meta"}, ValueError, "device='meta' is not supported"),
     ({**COUNTED, "device": "cpu:1"}, ValueError, "device='cpu:1' is not supported"),
     ({**COUNTED, "callbacks": [NotACallback()]}, TypeError, r"callbacks\[0\] is a NotACallback, not a skorch callback"),
@@ -409,11 +412,12 @@ def test_any_small_module_leaves_the_arrays_alone_and_gives_clear_errors_or_prob
     try:
         clf.fit(X, y)
         proba = clf.predict_proba(X)
-    except (ValueError, TypeError, FloatingPointError) as exc:
-        _assert_clear(exc)
+    except (ValueError, FloatingPointError) as exc:
+        _assert_clear(exc, r"batch_size=1, but the module has BatchNorm|y has a single class"
+                           r"|The training loss became|non-finite")
         proba = None
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(y, y_before)
     if proba is not None:
         assert proba.dtype == np.float64 and proba.shape == (n_samples, len(clf.classes_))
-        assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1.0, atol=1e-10)
+        assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-10)

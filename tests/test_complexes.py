@@ -19,7 +19,7 @@ def three_modes(digits):
     # connectors, at their own default settings, end 3-6x above it, outside the bounds asserted below
     clf = ESPROClassifier(n_modes=3, n_vertices=1, max_epochs=20, lr=0.05, batch_size=50, module__hidden_sizes=(32,),
                           random_state=0).fit(X, y)
-    return [s.to_module(torch.ones(1)).eval() for s in clf.simplexes_]
+    return [s.vertex_module(0) for s in clf.simplexes_]
 
 
 def test_three_modes_connected_through_two_points_keep_low_loss(three_modes, digits):

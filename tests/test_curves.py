@@ -14,7 +14,7 @@ def two_modes(digits):
     # curves, at their own default settings, end 3-6x above it, outside the bounds asserted below
     clf = ESPROClassifier(n_modes=2, n_vertices=1, max_epochs=20, lr=0.05, batch_size=50, module__hidden_sizes=(32,),
                           random_state=0).fit(X, y)
-    return [s.to_module(torch.ones(1)).eval() for s in clf.simplexes_]
+    return [s.vertex_module(0) for s in clf.simplexes_]
 
 
 def test_chain_weights_follow_both_segments():

@@ -8,6 +8,7 @@ from sklearn_espro import ESPROClassifier
 
 distributed = pytest.importorskip("distributed")
 joblib = pytest.importorskip("joblib")
+pytestmark = pytest.mark.slow  # starts a two-process dask cluster
 
 
 def _estimator(n_jobs):

@@ -29,6 +29,7 @@ def test_public_object_has_a_numpydoc_example(name):
     assert "Examples\n--------\n>>>" in doc, f"{name} has no numpydoc Examples section with a doctest"
 
 
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     for package in ("sphinx", "numpydoc", "myst_parser"):
         pytest.importorskip(package)

@@ -12,6 +12,7 @@ def test_there_are_examples():
     assert {p.stem for p in EXAMPLES} >= {"quickstart", "grid_search", "loss_plane", "connect_modes"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs(path, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")

@@ -84,7 +84,12 @@ def test_plot_draws_contours_and_anchors(fitted, digits):
 
     X, y, _, _ = digits
     ax = LossPlane(fitted, resolution=5).fit(X, y).plot()
-    assert ax.collections  # contour sets and the anchors' scatter
+    from matplotlib.collections import PathCollection
+    from matplotlib.contour import ContourSet
+
+    assert any(isinstance(c, ContourSet) for c in [*ax.collections, *getattr(ax, "_children", [])])
+    anchors = [c for c in ax.collections if isinstance(c, PathCollection) and not isinstance(c, ContourSet)]
+    assert len(anchors) == 1 and len(anchors[0].get_offsets()) == 3
     plt.close("all")
 
 

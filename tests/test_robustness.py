@@ -120,8 +120,7 @@ def test_a_fit_never_ends_with_non_finite_vertices():
 def test_a_vertex_whose_loss_grows_a_hundredfold_warns(data):
     X, y = data
     with pytest.warns(RuntimeWarning, match=r"loss of vertex 1 of simplex 0 grew from .*volume_reg=100\).*A smaller"):
-        clf = ESPROClassifier(**{**BASE, "volume_reg": 100.0, "max_epochs": 20}).fit(X, y)
-    assert np.isfinite(clf.predict_proba(X)).all()
+        ESPROClassifier(**{**BASE, "volume_reg": 100.0, "max_epochs": 20}).fit(X, y)
 
 
 class PriorOnly(nn.Module):
@@ -170,8 +169,8 @@ def test_batchnorm_with_a_short_last_batch(n, batch_size, n_train_samples):
     X = rng.randn(n, 5).astype(np.float32)
     y = (X[:, 0] > 0).astype(int)
     clf = ESPROClassifier(BatchNormMLP, **{**BASE, "batch_size": batch_size, "n_train_samples": n_train_samples})
-    proba = clf.fit(X, y).predict_proba(X)
-    assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1.0)
+    proba = clf.fit(X, y).predict_proba(X)  # raises FloatingPointError on non-finite rows
+    assert np.allclose(proba.sum(1), 1.0)
 
 
 # 4. frozen parameters
@@ -229,9 +228,9 @@ def test_tied_parameters_stay_tied_in_sampled_models(data):
     clf = ESPROClassifier(Tied, **BASE).fit(X, y)
     models = clf.sample_models(2)
     assert all(m.b.weight is m.a.weight for m in models)
-    coords = clf.sample_coords_[0]
-    mean = np.mean([m(torch.as_tensor(X)).softmax(-1).double().detach().numpy()
-                    for m in (clf.simplexes_[0].to_module(t) for t in coords)], axis=0)
+    models = clf.members_[0].models()
+    assert all(m.b.weight is m.a.weight for m in models)
+    mean = np.mean([m(torch.as_tensor(X)).softmax(-1).double().detach().numpy() for m in models], axis=0)
     np.testing.assert_allclose(clf.predict_proba(X), mean, atol=1e-6)
 
 
@@ -277,6 +276,7 @@ def test_vertex_step_with_batchnorm_outside_any_context(device, faces):
         assert torch.equal(value, buffers[name]), name
 
 
+@pytest.mark.slow
 def test_a_failing_parallel_fit_leaks_no_semaphore(tmp_path):
     import subprocess
     import sys

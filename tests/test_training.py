@@ -8,14 +8,13 @@ from torch.func import functional_call
 
 from sklearn_espro.geometry import sample_barycentric
 from sklearn_espro.simplex import Simplex, unflatten
-from sklearn_espro.growing import grow_simplex, grow_vertex
+from sklearn_espro.growing import grow_simplex, grow_vertex, step_along_gradient
 from sklearn_espro.training import (
     get_loss,
     infer,
     init_vertex_state,
     regularized_loss,
     sample_params,
-    step_along_gradient,
 )
 
 
@@ -117,7 +116,7 @@ def test_a_step_along_the_gradient_moves_the_vertex_uphill_by_the_given_distance
     moved = state.vertex.detach()
     assert (moved - centroid).norm().item() == pytest.approx(0.05 * centroid.norm().item(), rel=1e-4)
     like = state.like
-    at = lambda flat: _loss(Simplex(state.module, unflatten(flat[None], like)).to_module(torch.ones(1)), X, y)
+    at = lambda flat: _loss(Simplex(state.module, unflatten(flat[None], like)).vertex_module(0), X, y)
     assert start == pytest.approx(at(centroid), rel=1e-4)  # the loss it reports is the start's
     assert at(moved) > 1.5 * at(centroid)  # uphill, a lot: the mode's loss is small
 
@@ -152,7 +151,7 @@ def test_diverging_loss_names_the_phase(trained_mlp, digits):
 @pytest.mark.parametrize("faces", [None, [(0,), (1,)]])
 def test_cuda_training_step_never_waits_for_the_host(faces):
     """A vertex step on the GPU makes no device-to-host copy and no synchronisation."""
-    from sklearn_espro.simplex import Simplex, unflatten
+    from sklearn_espro.simplex import Simplex
     from sklearn_espro.training import init_vertex_state, train_step
 
     device = torch.device("cuda")
@@ -167,7 +166,7 @@ def test_cuda_training_step_never_waits_for_the_host(faces):
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
-            loss, log_volume = train_step(state, x, y)
+            loss, data_loss = train_step(state, x, y)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert loss.device.type == "cuda" and torch.isfinite(loss).item()
