@@ -26,7 +26,7 @@ import torch  # noqa: E402
 import datasets  # noqa: E402
 from sklearn_espro import ESPROClassifier, LossPlane  # noqa: E402
 from sklearn_espro.curves import chain_weights, fit_curve_swag  # noqa: E402
-from sklearn_espro.planes import weights_loss  # noqa: E402
+from sklearn_espro.landscape import weights_loss  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

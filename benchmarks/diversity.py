@@ -57,8 +57,13 @@ def espro(setting, **params):
     start = {k: setting[k] for k in START_OPTIONS if k in setting}
     clf = ESPROClassifier(**params, **{k: v for k, v in setting.items() if k not in start})
     if start:
-        vertex_training = clf._vertex_training
-        clf._vertex_training = lambda criterion_kwargs: dataclasses.replace(vertex_training(criterion_kwargs), **start)
+        training = clf._training
+
+        def with_start(n_classes, criterion_kwargs):
+            mode, vertex = training(n_classes, criterion_kwargs)
+            return mode, dataclasses.replace(vertex, **start)
+
+        clf._training = with_start
     return clf
 
 

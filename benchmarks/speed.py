@@ -14,7 +14,7 @@ Through the public API, per network and batch size, times interleaved and repeat
 The plain epoch is what a careful user writes: the data on the device, a shuffled index
 per epoch, forward, backward and an SGD step (momentum 0.9, weight decay 5e-4) per batch.
 Networks: the MNIST-1D CNN (``ConvNet1d`` on MNIST-1D), and on CIFAR-shaped synthetic
-input (3 x 32 x 32, 10 classes) a BatchNorm VGG-style CNN (``ensembles.VGGSmall``) and
+input (3 x 32 x 32, 10 classes) a BatchNorm VGG-style CNN (``VGGStyle`` below) and
 ResNet-18 (torchvision's when it imports, else the same architecture defined here).
 
 ``--steps`` adds single steps: plain, the library's vertex step at ``n_train_samples``
@@ -32,6 +32,7 @@ import argparse
 import json
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +40,28 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ensembles import VGGSmall
 from sklearn_espro import ConvNet1d, ESPROClassifier
 from sklearn_espro.batchnorm import batch_statistics
 from sklearn_espro.simplex import Simplex
 from sklearn_espro.training import init_vertex_state, sample_params, train_step
 
 J, M = 3, 5
+
+
+class VGGStyle(nn.Module):
+    """A BatchNorm VGG-style CNN for 32 x 32 images: conv-BatchNorm-ReLU-max-pool blocks
+    of 32, 64 and 128 channels, then a linear head (narrow enough to time on a CPU)."""
+
+    def __init__(self, n_features_in: int, n_classes: int, widths=(32, 64, 128)):
+        super().__init__()
+        layers, width = [], n_features_in
+        for size in widths:
+            layers += [nn.Conv2d(width, size, 3, padding=1), nn.BatchNorm2d(size), nn.ReLU(), nn.MaxPool2d(2)]
+            width = size
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * (32 // 2 ** len(widths)) ** 2, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
 
 
 class _BasicBlock(nn.Module):
@@ -63,30 +79,31 @@ class _BasicBlock(nn.Module):
         return (out + (x if self.down is None else self.down(x))).relu()
 
 
-class ResNet18(nn.Module):
+def _resnet18_layers(n_features_in: int, n_classes: int) -> nn.Sequential:
     """torchvision's ``resnet18(num_classes=...)`` layer for layer (7x7 stem, max pooling,
     four stages of two basic blocks), for machines where torchvision does not import."""
+    layers = [nn.Conv2d(n_features_in, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+    width = 64
+    for i, size in enumerate((64, 128, 256, 512)):
+        layers += [_BasicBlock(width, size, 1 if i == 0 else 2), _BasicBlock(size, size, 1)]
+        width = size
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, n_classes))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18: torchvision's when it imports (and matches this torch), else the same layers."""
 
     def __init__(self, n_features_in: int, n_classes: int):
         super().__init__()
-        layers = [nn.Conv2d(n_features_in, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
-        width = 64
-        for i, size in enumerate((64, 128, 256, 512)):
-            layers += [_BasicBlock(width, size, 1 if i == 0 else 2), _BasicBlock(size, size, 1)]
-            width = size
-        self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, n_classes))
+        try:
+            import torchvision
+
+            self.net = torchvision.models.resnet18(num_classes=n_classes)
+        except Exception:  # not installed, or built for another torch
+            self.net = _resnet18_layers(n_features_in, n_classes)
 
     def forward(self, x):
         return self.net(x)
-
-
-def resnet18(n_features_in: int, n_classes: int) -> nn.Module:
-    try:
-        import torchvision
-
-        return torchvision.models.resnet18(num_classes=n_classes)
-    except Exception:  # not installed, or built for another torch
-        return ResNet18(n_features_in, n_classes)
 
 
 def load(network: str, n_images: int):
@@ -99,7 +116,7 @@ def load(network: str, n_images: int):
     rng = np.random.RandomState(0)
     X = rng.randn(n_images, 3, 32, 32).astype(np.float32)
     y = rng.randint(10, size=n_images).astype(np.int64)
-    return X, y, {"vgg": VGGSmall, "resnet18": resnet18}[network]
+    return X, y, {"vgg": VGGStyle, "resnet18": ResNet18}[network]
 
 
 def _sync(device: str) -> None:
@@ -130,12 +147,12 @@ def plain_epoch(module: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size:
 def epochs(model_cls, X, y, batch_size: int, repeats: int, device: str) -> dict[str, list[float]]:
     """Per repeat: a plain epoch's seconds and the vertex and mode epochs' seconds."""
     common = dict(module=model_cls, batch_size=batch_size, device=device, random_state=0, lr=0.01)
-    mode = ESPROClassifier(n_vertices=1, max_epochs=1, **common).fit(X, y).simplexes_[0].vertex_module(0)
+    mode = ESPROClassifier(n_modes=1, n_vertices=1, max_epochs=1, **common).fit(X, y).simplexes_[0].vertex_module(0)
     X_t, y_t = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
     plain_module = model_cls(X.shape[1], 10).to(device)
     fits = {
         "vertex": lambda n: ESPROClassifier(modes=[mode], n_vertices=2, vertex_epochs=n, **common).fit(X, y),
-        "mode": lambda n: ESPROClassifier(n_vertices=1, max_epochs=n, **common).fit(X, y),
+        "mode": lambda n: ESPROClassifier(n_modes=1, n_vertices=1, max_epochs=n, **common).fit(X, y),
     }
     plain_epoch(plain_module, X_t, y_t, batch_size)  # warm-up
     for fit in fits.values():
@@ -227,10 +244,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="epoch timings per kind (prediction: twice as many)")
     parser.add_argument("--n-images", type=int, default=1024, help="synthetic 3 x 32 x 32 training images")
     parser.add_argument("--steps", action="store_true", help="also time single training steps")
+    parser.add_argument("--step-repeats", type=int, default=20)
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/speed.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
+    # fits of one epoch at lr 0.01 are for timing: that they learned nothing is expected
+    warnings.filterwarnings("ignore", message="The training loss of the mode", category=RuntimeWarning)
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     report = []
     for device in devices:
@@ -250,18 +270,18 @@ def main() -> None:
                        "mode_ratio": ratio(times["mode"], times["plain"]),
                        "predict_ratio": ratio(pred["predict_proba"], pred["plain forwards"])}
                 if args.steps:
-                    step_times = steps(model_cls(X.shape[1], 10), X, y, batch_size, 20 * args.repeats, device)
+                    step_times = steps(model_cls(X.shape[1], 10), X, y, batch_size, args.step_repeats, device)
                     row["step_ratios"] = {k: ratio(v, step_times["plain"]) for k, v in step_times.items()}
                 report.append(row)
                 print(f"| {network} | {len(X)} | {batch_size} | {statistics.median(times['plain']):.3f} "
                       f"| {row['vertex_ratio']:.2f} | {row['mode_ratio']:.2f} | {row['predict_ratio']:.2f} |", flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(report, indent=1))  # after every row: a long run keeps what it measured
         for row in report:
             if "step_ratios" in row and row["device"] == device:
                 print(f"\nsteps, {row['network']}, batch {row['batch_size']}: " +
                       ", ".join(f"{k} {v:.2f}" for k, v in row["step_ratios"].items()))
         print()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (vol
 sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module,
 :mod:`~sklearn_espro.batchnorm`), :mod:`~sklearn_espro.prediction` (the models drawn
 from a simplex and Eq. 5: :class:`Member`), :mod:`~sklearn_espro.training`,
-:mod:`~sklearn_espro.growing` and :mod:`~sklearn_espro.members` (growing simplexes),
+:mod:`~sklearn_espro.growing`, :mod:`~sklearn_espro.modes` and :mod:`~sklearn_espro.members` (training),
 :mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), and the tools
 :func:`connect_modes` (mode-connecting complexes), :func:`fit_curve_swag`
 (SWAG over a connecting curve),

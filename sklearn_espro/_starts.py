@@ -1,7 +1,9 @@
-"""What ``ESPROClassifier.fit`` prepares before its jobs: starting networks and class weights.
+"""What ``ESPROClassifier.fit`` prepares before its jobs: labels, training settings,
+starting networks and class weights.
 
-Plain functions over a ``build`` callable (``build() -> nn.Module``, freshly
-initialised from the global torch RNG), so the estimator keeps only the contract.
+Plain functions over the estimator's parameters and a ``build`` callable (``build() ->
+nn.Module``, freshly initialised from the global torch RNG), so the estimator keeps only
+the contract.
 """
 
 from __future__ import annotations
@@ -11,15 +13,56 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
 from torch import nn
 
 from ._validation import mode_state_dict
+from .members import VertexTraining
+from .modes import ModeTraining
 
-__all__ = ["MAX_SEED", "initial_modules", "seeded", "weighted_criterion_kwargs"]
+__all__ = ["MAX_SEED", "encode_labels", "initial_modules", "optimizer_arguments", "seeded", "training_settings",
+           "weighted_criterion_kwargs"]
 
 MAX_SEED = np.iinfo(np.int32).max
 Build = Callable[[], nn.Module]
+
+
+def encode_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted classes of ``y`` and ``y`` as int64 class indices; at least two classes."""
+    check_classification_targets(y)
+    encoder = LabelEncoder().fit(y)
+    if len(encoder.classes_) < 2:
+        raise ValueError(f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least two.")
+    return encoder.classes_, encoder.transform(y).astype(np.int64)
+
+
+def optimizer_arguments(optimizer: type, routed: dict[str, Any]) -> dict[str, Any]:
+    """The ``optimizer__*`` arguments; SGD gets momentum 0.9 and weight decay 5e-4 (the
+    paper's recipe) unless they say otherwise."""
+    kwargs = dict(routed)
+    if optimizer is torch.optim.SGD:
+        kwargs.setdefault("momentum", 0.9)
+        kwargs.setdefault("weight_decay", 5e-4)
+    return kwargs
+
+
+def training_settings(params: dict[str, Any], optimizer_kwargs: dict[str, Any], n_classes: int,
+                      criterion_kwargs: dict[str, Any]) -> tuple[ModeTraining, VertexTraining]:
+    """How modes and vertices train, from the estimator's parameters and checked arguments."""
+    p = params
+    mode = ModeTraining(
+        n_classes=n_classes, max_epochs=p["max_epochs"], lr=p["lr"], batch_size=p["batch_size"],
+        optimizer=p["optimizer"], optimizer_kwargs=optimizer_kwargs, criterion=p["criterion"],
+        criterion_kwargs=criterion_kwargs, callbacks=tuple(p["callbacks"] or ()),
+    )
+    vertex = VertexTraining(
+        epochs=p["vertex_epochs"], lr=p["vertex_lr"], schedule=p["vertex_schedule"], batch_size=p["batch_size"],
+        n_train_samples=p["n_train_samples"], optimizer=p["optimizer"], optimizer_kwargs=optimizer_kwargs,
+        criterion=p["criterion"](**criterion_kwargs), volume_reg=p["volume_reg"],
+    )
+    return mode, vertex
 
 
 def seeded(build: Build, seed: int) -> nn.Module:

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
-from ._validation import (
-    Interval, check_batchnorm_batch, check_data, check_module_output, check_modes, check_optimizer, resolve_device,
-    validate_params,
-)
+from ._validation import Interval, check_data, check_module_output, check_optimizer, validate_params
 from .geometry import log_simplex_volume, sample_complex_coords
 from .growing import grow_vertex
 from ._global_state import own_global_rng
+from .landscape import modes_on_device
 from .prediction import Member, mean_probabilities
 from .simplex import Simplex, expand
 
@@ -139,39 +135,6 @@ class SimplicialComplex:
                   "batch_size": [Interval(Integral, 1, None, closed="left")]}, prefer_skip_nested_validation=True)
 def _check_prediction_args(n_samples: int, batch_size: int) -> None:
     """Raise the scikit-learn error that names a bad ``n_samples`` or ``batch_size``."""
-
-
-def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state, n_modes=(1, None), batch_size=2):
-    """Checked modes stacked as vertices, the data and a seeded generator, all on the device.
-
-    The modes must be ``n_modes[0]`` to ``n_modes[1]`` networks of one architecture that
-    map float32 batches of ``X`` to one logit per class of ``y``.
-
-    Returns
-    -------
-    points : Simplex
-        Vertex ``i`` is ``modes[i]``; the architecture is a copy of ``modes[0]``.
-    X_t, y_t : Tensor
-        float32 data and class indices.
-    classes : ndarray
-        The sorted labels of ``y``.
-    generator : torch.Generator
-        Seeded from ``random_state``.
-    """
-    modes = check_modes(modes, *n_modes)
-    X, y = check_data(X, y)
-    check_batchnorm_batch(modes[0], batch_size, len(X))
-    device = resolve_device(device)
-    encoder = LabelEncoder().fit(y)
-    check_module_output(modes[0], X, len(encoder.classes_))
-    X_t = torch.as_tensor(X, device=device)
-    y_t = torch.as_tensor(encoder.transform(y), device=device)
-    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-    points = Simplex.from_module(copy.deepcopy(modes[0]).to(device))
-    for mode in modes[1:]:
-        points = points.add_vertex({k: v.to(device) for k, v in mode.named_parameters()})
-    generator = torch.Generator(device=device).manual_seed(seed)
-    return points, X_t, y_t, encoder.classes_, generator
 
 
 @validate_params(

@@ -19,8 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import Interval, validate_params
-from .complexes import modes_on_device
-from .planes import weights_loss
+from .landscape import modes_on_device, weights_loss
 from ._global_state import own_global_rng
 from .simplex import Simplex, unflatten
 from .growing import check_finite

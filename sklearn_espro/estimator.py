@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
@@ -29,8 +27,11 @@ from ._validation import (
     check_X_y,
     resolve_device,
 )
-from ._starts import MAX_SEED, initial_modules, weighted_criterion_kwargs
-from .members import ModeTraining, VertexTraining, fit_simplex, sample_members
+from ._starts import (
+    MAX_SEED, encode_labels, initial_modules, optimizer_arguments, training_settings, weighted_criterion_kwargs,
+)
+from .members import VertexTraining, fit_simplex, sample_members
+from .modes import ModeTraining
 from .modules import MLP
 from ._global_state import own_global_rng
 from .prediction import mean_probabilities
@@ -68,8 +69,8 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         log-volume of fresh simplexes, as the reference code does.)
     n_train_samples : int, default=1
         Models drawn per training step (``H`` of Eq. 3). ``1``: one model drawn anew for
-        each minibatch, a plain forward (1.1-1.3x a plain step, where ``H=5`` costs
-        1.4-2.9x on a CPU); the mean over steps estimates the same expected loss. ``H > 1``
+        each minibatch, a plain forward (1.0-1.3x a plain step, where ``H=5`` costs
+        1.2-4.0x on a CPU); the mean over steps estimates the same expected loss. ``H > 1``
         splits the minibatch into ``H`` chunks, one model each, in one vectorised
         forward. On validation data both gave the same NLL (see the user guide).
     n_samples : int, default=5
@@ -164,8 +165,9 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     way to resume. ``sample_weight`` is not accepted.
 
     Training cost of a simplex beyond its mode: ``(n_vertices - 1) * vertex_epochs``
-    epochs, each 1.6-1.9 plain epochs of a CNN on a CPU (measured in docs/results.md). Prediction runs the ``n_modes * n_samples``
-    models as one vectorised forward per simplex. With BatchNorm, fitting ends with
+    epochs, each 0.9-1.2 plain PyTorch epochs of a CNN on a CPU (1.25-1.42 for
+    ResNet-18; measured in docs/results.md). Prediction costs 1.0-1.1x the
+    ``n_modes * n_samples`` models' plain forwards. With BatchNorm, fitting ends with
     one forward pass over the training data per simplex to recompute statistics.
 
     References
@@ -260,13 +262,6 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         self.modes = modes
         self._kwargs = dict(kwargs)  # routed arguments; checked in fit
 
-    def _optimizer_kwargs(self) -> dict[str, Any]:
-        kwargs = self._routed("optimizer__")
-        if self.optimizer is torch.optim.SGD:
-            kwargs.setdefault("momentum", 0.9)
-            kwargs.setdefault("weight_decay", 5e-4)
-        return kwargs
-
     # -- fitting ----------------------------------------------------------------------
     def fit(self, X, y):
         """Train the modes, grow their simplexes, and fix the models used for prediction.
@@ -299,16 +294,13 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         check_no_bools(self, self._INTEGERS)
         self._check_routed()
         X, y = check_X_y(partial(validate_data, self), X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least two.")
-        y_idx = encoder.transform(y).astype(np.int64)
+        classes, y_idx = encode_labels(y)
         device = resolve_device(self.device)
-        n_classes = len(encoder.classes_)
-        criterion_kwargs = weighted_criterion_kwargs(self._routed("criterion__"), self.class_weight, encoder.classes_, y)
-        check_training(self.optimizer, self._optimizer_kwargs(), self.criterion, criterion_kwargs, n_classes,
-                       self.callbacks)
+        n_classes = len(classes)
+        criterion_kwargs = weighted_criterion_kwargs(self._routed("criterion__"), self.class_weight, classes, y)
+        check_training(self.optimizer, optimizer_arguments(self.optimizer, self._routed("optimizer__")),
+                       self.criterion, criterion_kwargs, n_classes, self.callbacks)
+        mode, vertex = self._training(n_classes, criterion_kwargs)
         rng = check_random_state(self.random_state)
         build = partial(self._build, X.shape[1], n_classes)
         with own_global_rng(device):
@@ -318,15 +310,13 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         # 2. one job per mode and its simplex
         shared = {
             "n_vertices": self.n_vertices, "n_samples": self.n_samples, "pretrained": pretrained,
-            "mode": self._mode_training(n_classes, criterion_kwargs),
-            "vertex": self._vertex_training(criterion_kwargs),
-            "device": device, "verbose": self.verbose,
+            "mode": mode, "vertex": vertex, "device": device, "verbose": self.verbose,
         }
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(fit_simplex)(module, X, y_idx, seed=int(seed), name=f"simplex {j}", **shared)
             for j, (module, seed) in enumerate(zip(modules, seeds))
         )
-        self.classes_ = encoder.classes_
+        self.classes_ = classes
         self._input_shape = X.shape[1:]
         self.members_ = list(results)
         self.log_volumes_ = np.array([float(m.simplex.log_volume()) for m in self.members_])
@@ -357,19 +347,10 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
             self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
         )
 
-    def _mode_training(self, n_classes: int, criterion_kwargs: dict[str, Any]) -> ModeTraining:
-        return ModeTraining(
-            n_classes=n_classes, max_epochs=self.max_epochs, lr=self.lr, batch_size=self.batch_size,
-            optimizer=self.optimizer, optimizer_kwargs=self._optimizer_kwargs(), criterion=self.criterion,
-            criterion_kwargs=criterion_kwargs, callbacks=tuple(self.callbacks or ()),
-        )
-
-    def _vertex_training(self, criterion_kwargs: dict[str, Any]) -> VertexTraining:
-        return VertexTraining(
-            epochs=self.vertex_epochs, lr=self.vertex_lr, schedule=self.vertex_schedule, batch_size=self.batch_size,
-            n_train_samples=self.n_train_samples, optimizer=self.optimizer, optimizer_kwargs=self._optimizer_kwargs(),
-            criterion=self.criterion(**criterion_kwargs), volume_reg=self.volume_reg,
-        )
+    def _training(self, n_classes: int, criterion_kwargs: dict[str, Any]) -> tuple[ModeTraining, VertexTraining]:
+        """How modes and vertices train, from the parameters (built once per fit)."""
+        optimizer_kwargs = optimizer_arguments(self.optimizer, self._routed("optimizer__"))
+        return training_settings(self.get_params(deep=False), optimizer_kwargs, n_classes, criterion_kwargs)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "simplexes_")

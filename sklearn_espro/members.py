@@ -1,4 +1,4 @@
-"""One ensemble member from start to finish: train a mode with skorch, grow its simplex.
+"""One ensemble member from start to finish: a mode (:mod:`~sklearn_espro.modes`), its simplex, its models.
 
 The jobs that :class:`~sklearn_espro.ESPROClassifier` runs in parallel; plain
 functions, no scikit-learn.
@@ -6,63 +6,28 @@ functions, no scikit-learn.
 
 from __future__ import annotations
 
-import copy
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
 from ._global_state import own_global_rng
-from .batchnorm import has_batchnorm
-from .growing import EpochCallback, check_finite, grow_simplex
+from .growing import grow_simplex
+from .modes import ModeTraining, train_mode
 from .prediction import Member, draw_member
 from .simplex import Simplex, batched_forward
 
-__all__ = ["ModeTraining", "VertexTraining", "fit_simplex", "sample_members", "train_mode"]
-
-
-@dataclass(frozen=True)
-class ModeTraining:
-    """How each mode trains, with skorch; built once per fit from the estimator's parameters.
-
-    Attributes
-    ----------
-    n_classes : int
-    max_epochs : int
-        Epochs, the length of the cosine learning-rate schedule.
-    lr : float
-        Starting learning rate.
-    batch_size : int
-    optimizer : torch.optim.Optimizer subclass
-    optimizer_kwargs : dict
-    criterion : nn.Module subclass
-    criterion_kwargs : dict
-    callbacks : tuple of skorch callbacks, default=()
-        Extra callbacks; each run deep-copies them.
-    """
-
-    n_classes: int
-    max_epochs: int
-    lr: float
-    batch_size: int
-    optimizer: type[torch.optim.Optimizer]
-    optimizer_kwargs: dict[str, Any]
-    criterion: type[nn.Module]
-    criterion_kwargs: dict[str, Any]
-    callbacks: tuple[Any, ...] = ()
+__all__ = ["VertexTraining", "fit_simplex", "sample_members"]
 
 
 @dataclass(frozen=True)
 class VertexTraining:
     """How each new vertex trains on Eq. 1; built once per fit from the estimator's parameters.
 
-    Attributes
+    Parameters
     ----------
     epochs : int
     lr : float
@@ -82,6 +47,14 @@ class VertexTraining:
         A start moved uphill from there, relative to the centroid's norm (see
         :func:`~sklearn_espro.growing.step_along_gradient`; not an estimator parameter:
         no value tried beat ``0``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> VertexTraining(epochs=3, lr=0.05, schedule="cosine", batch_size=64, n_train_samples=1,
+    ...                optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...                volume_reg=0.0).init_noise
+    0.01
     """
 
     epochs: int
@@ -95,142 +68,6 @@ class VertexTraining:
     volume_reg: float
     init_noise: float = 0.01
     init_step: float = 0.0
-
-
-class _Interrupted(Exception):
-    """Carries the user's KeyboardInterrupt past skorch, which would end the epoch loop quietly."""
-
-
-class ModeNet(NeuralNetClassifier):
-    """skorch's classifier, except that a KeyboardInterrupt no callback raised (Ctrl-C)
-    stops the whole fit; one raised by a callback (``EarlyStopping``) still only ends
-    this network's training, as in skorch."""
-
-    def notify(self, method_name, **cb_kwargs):
-        try:
-            super().notify(method_name, **cb_kwargs)
-        except KeyboardInterrupt:
-            self.stopped_by_callback_ = True
-            raise
-
-    def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        self.stopped_by_callback_ = False
-        try:
-            return super().fit_loop(X, y, epochs, **fit_params)
-        except KeyboardInterrupt as exc:
-            if self.stopped_by_callback_:
-                raise
-            raise _Interrupted from exc
-
-
-def train_mode(
-    module: nn.Module,
-    X: np.ndarray,
-    y: np.ndarray,
-    training: ModeTraining,
-    *,
-    device: str,
-    seed: int,
-    phase: str = "mode",
-    on_epoch: EpochCallback | None = None,
-) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Train one network (a mode) with skorch: SGD-style optimizer, cosine schedule.
-
-    Parameters
-    ----------
-    module : nn.Module
-        Initialised network mapping a float32 batch of ``X`` to logits; trained in place.
-    X : ndarray of shape (n_samples, ...), float32
-    y : ndarray of shape (n_samples,), int64 class indices
-    training : ModeTraining
-    device : str
-    seed : int
-        Seeds the shuffling of minibatches and, for dropout, a private copy of torch's
-        global random state (the caller's is left as it was).
-    phase : str, default="mode"
-        Name of this phase in errors and history.
-    on_epoch : callable, default=None
-        Called after each epoch with that epoch's history record.
-
-    Returns
-    -------
-    module : nn.Module
-        The trained network, on the CPU.
-    history : list of dict
-        One record per epoch: ``phase``, ``vertex`` (0), ``epoch``, ``loss``.
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> X, y = np.random.RandomState(0).randn(40, 4).astype(np.float32), np.arange(40) % 2
-    >>> training = ModeTraining(n_classes=2, max_epochs=3, lr=0.1, batch_size=10, optimizer=torch.optim.SGD,
-    ...                         optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss, criterion_kwargs={})
-    >>> module, history = train_mode(torch.nn.Linear(4, 2), X, y, training, device="cpu", seed=0)
-    >>> [r["epoch"] for r in history]
-    [0, 1, 2]
-    """
-    history: list[dict[str, Any]] = []
-
-    class _Record(Callback):
-        def on_epoch_end(self, net, **kwargs):
-            loss = float(net.history[-1, "train_loss"])
-            check_finite(loss, len(history), phase, f"lr={t.lr:g}")
-            history.append({"phase": "mode", "vertex": 0, "epoch": len(history), "loss": loss})
-            if on_epoch is not None:
-                on_epoch(history[-1])
-
-    t = training
-    # BatchNorm cannot normalise a last batch of one sample: leave that one sample out
-    drop_last = len(X) % t.batch_size == 1 and has_batchnorm(module)
-    net = ModeNet(
-        module,
-        criterion=t.criterion,
-        optimizer=t.optimizer,
-        lr=t.lr,
-        max_epochs=t.max_epochs,
-        batch_size=t.batch_size,
-        train_split=None,
-        device=device,
-        classes=list(range(t.n_classes)),
-        verbose=0,
-        callbacks=[
-            ("cosine", LRScheduler("CosineAnnealingLR", T_max=max(t.max_epochs, 1))),
-            ("record", _Record()),
-            *copy.deepcopy(list(t.callbacks)),
-        ],
-        iterator_train__shuffle=True,
-        iterator_train__drop_last=drop_last,
-        iterator_train__generator=torch.Generator().manual_seed(seed),
-        **{f"optimizer__{k}": v for k, v in t.optimizer_kwargs.items()},
-        **{f"criterion__{k}": v for k, v in t.criterion_kwargs.items()},
-    )
-    try:
-        with own_global_rng(device, seed):
-            net.fit(X, y)
-    except _Interrupted:
-        raise KeyboardInterrupt(f"training of {phase} was interrupted") from None
-    net.module_.zero_grad(set_to_none=True)  # the last step's gradients are no part of the mode
-    if t.criterion is nn.CrossEntropyLoss and not t.criterion_kwargs and history:
-        warn_if_not_learned(history[-1]["loss"], y, t.n_classes, phase, t.lr)
-    return net.module_.cpu(), history
-
-
-def warn_if_not_learned(loss: float, y: np.ndarray, n_classes: int, phase: str, lr: float) -> None:
-    """Warn when a mode's last training loss is no better than predicting the class frequencies.
-
-    A rate too high for the module and the scale of ``X`` can leave a ReLU network dead
-    (constant logits) without any NaN; its cross-entropy then sits at the entropy of the
-    class frequencies.
-    """
-    freq = np.bincount(y, minlength=n_classes) / len(y)
-    prior = float(-(freq[freq > 0] * np.log(freq[freq > 0])).sum())
-    if prior > 0 and loss > 0.9 * prior:
-        warnings.warn(
-            f"The training loss of {phase} ended at {loss:.4g}, no better than predicting the class "
-            f"frequencies ({prior:.4g}): the network did not learn (lr={lr:g}). A smaller lr, features "
-            "scaled to unit variance (StandardScaler) or more epochs usually fix it.",
-            RuntimeWarning, stacklevel=2,
-        )
 
 
 def fit_simplex(

@@ -66,6 +66,9 @@ def sample_params(state: VertexState, n_models: int) -> Params:
         volumes = log_volumes(state) if len(state.faces) > 1 else state.frozen.new_zeros(1)
     coords = sample_complex_coords(state.simplexes, volumes, n_models, n_frozen + 1,
                                    generator=state.generator, dtype=state.frozen.dtype)
+    if n_models == 1:  # vectors, not (1, n_params) matrices: the backward then scales, with no sum over models
+        flat = torch.addmv(coords[0, n_frozen] * state.vertex, state.frozen.T, coords[0, :n_frozen])
+        return unflatten(flat[None], state.like)
     flat = torch.addmm(coords[:, n_frozen:] * state.vertex, coords[:, :n_frozen], state.frozen)
     return unflatten(flat, state.like)
 

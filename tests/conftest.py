@@ -22,7 +22,7 @@ def digits():
 @pytest.fixture(scope="session")
 def trained_mlp(digits):
     """An MLP trained on the digits fixture (a mode)."""
-    from sklearn_espro.members import ModeTraining, train_mode
+    from sklearn_espro.modes import ModeTraining, train_mode
     from sklearn_espro.modules import MLP
 
     X, y, _, _ = digits

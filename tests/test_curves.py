@@ -4,7 +4,7 @@ import torch
 
 from sklearn_espro import ESPROClassifier
 from sklearn_espro.curves import CurveSWAG, chain_weights, fit_curve_swag
-from sklearn_espro.planes import weights_loss
+from sklearn_espro.landscape import weights_loss
 
 
 @pytest.fixture(scope="module")

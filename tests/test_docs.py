@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["batchnorm", "complexes", "curves", "estimator", "geometry", "growing", "members", "metrics", "modules",
-           "planes", "simplex", "training", "volume"]
+MODULES = ["batchnorm", "complexes", "curves", "estimator", "geometry", "growing", "landscape", "members", "metrics",
+           "modes", "modules", "planes", "prediction", "simplex", "training", "volume"]
 
 
 def public_objects():

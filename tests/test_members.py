@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_espro.members import ModeTraining, VertexTraining, fit_simplex, train_mode
+from sklearn_espro.members import VertexTraining, fit_simplex
+from sklearn_espro.modes import ModeTraining, train_mode
 from sklearn_espro.modules import MLP, ConvNet1d
 
 MODE = ModeTraining(n_classes=10, max_epochs=3, lr=0.05, batch_size=50, optimizer=torch.optim.SGD,

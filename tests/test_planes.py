@@ -7,7 +7,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from sklearn_espro import ConvNet1d, ESPROClassifier, LossPlane
-from sklearn_espro.planes import flat_parameters
+from sklearn_espro.landscape import flat_parameters
 from sklearn_espro.simplex import unflatten
 
 
@@ -83,7 +83,8 @@ def test_plot_draws_contours_and_anchors(fitted, digits):
     import matplotlib.pyplot as plt
 
     X, y, _, _ = digits
-    ax = LossPlane(fitted, resolution=5).fit(X, y).plot()
+    _, ax = plt.subplots()  # its own axes: another test's open figure must not count
+    assert LossPlane(fitted, resolution=5).fit(X, y).plot(ax=ax) is ax
     from matplotlib.collections import PathCollection
     from matplotlib.contour import ContourSet
 
@@ -94,7 +95,7 @@ def test_plot_draws_contours_and_anchors(fitted, digits):
 
 
 def test_weights_loss_names_a_wrong_shape():
-    from sklearn_espro.planes import weights_loss
+    from sklearn_espro.landscape import weights_loss
 
     with pytest.raises(ValueError, match=r"weights must have shape \(n_vectors, 8\)"):
         weights_loss(nn.Linear(3, 2), np.zeros((2, 7), dtype=np.float32), np.ones((4, 3)), np.zeros(4))
@@ -112,7 +113,7 @@ def test_plot_without_matplotlib_names_the_extra(fitted, digits, monkeypatch):
 
 
 def test_weights_loss_refuses_labels_that_are_not_class_indices_of_the_module():
-    from sklearn_espro.planes import weights_loss
+    from sklearn_espro.landscape import weights_loss
 
     net, X = nn.Linear(3, 2), np.ones((4, 3), dtype=np.float32)
     w = flat_parameters(net)[None]

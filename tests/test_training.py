@@ -149,7 +149,8 @@ def test_diverging_loss_names_the_phase(trained_mlp, digits):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("faces", [None, [(0,), (1,)]])
-def test_cuda_training_step_never_waits_for_the_host(faces):
+@pytest.mark.parametrize("n_train_samples", [1, 4])  # a plain forward, and chunks under vmap
+def test_cuda_training_step_never_waits_for_the_host(faces, n_train_samples):
     """A vertex step on the GPU makes no device-to-host copy and no synchronisation."""
     from sklearn_espro.simplex import Simplex
     from sklearn_espro.training import init_vertex_state, train_step
@@ -158,8 +159,9 @@ def test_cuda_training_step_never_waits_for_the_host(faces):
     simplex = Simplex.from_module(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.BatchNorm1d(16),
                                                       torch.nn.ReLU(), torch.nn.Linear(16, 3)).to(device))
     simplex = simplex.add_vertex({k: v[0] + 0.1 for k, v in simplex.vertices.items()})
-    state = init_vertex_state(simplex, volume_reg=0.1, lr=0.01, n_train_samples=4, optimizer=torch.optim.SGD,
-                              optimizer_kwargs={"momentum": 0.9}, criterion=torch.nn.CrossEntropyLoss(),
+    state = init_vertex_state(simplex, volume_reg=0.1, lr=0.01, n_train_samples=n_train_samples,
+                              optimizer=torch.optim.SGD, optimizer_kwargs={"momentum": 0.9},
+                              criterion=torch.nn.CrossEntropyLoss(),
                               generator=torch.Generator(device=device).manual_seed(0), faces=faces)
     x, y = torch.randn(64, 8, device=device), torch.randint(3, (64,), device=device)
     train_step(state, x, y)  # warm-up: lazy initialisation may synchronise once
