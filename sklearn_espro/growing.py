@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .simplex import Simplex, unflatten
-from .training import VertexState, infer, init_vertex_state, run_epoch
+from .training import VertexState, chunks, infer, init_vertex_state, run_epoch
 
 __all__ = ["grow_simplex", "grow_vertex", "step_along_gradient"]
 
@@ -188,12 +188,9 @@ def step_along_gradient(state: VertexState, X: Tensor, y: Tensor, batch_size: in
     grad = torch.zeros_like(state.vertex)
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     for idx in order.split(batch_size):
-        n_chunks = max(min(state.n_train_samples, len(idx) // state.min_chunk), 1)
-        size = len(idx) // n_chunks
-        x_chunks = X[idx[: n_chunks * size]].unflatten(0, (n_chunks, size))
-        y_chunks = y[idx[: n_chunks * size]].unflatten(0, (n_chunks, size))
+        x_chunks, y_chunks = chunks(state, X[idx], y[idx])
         logits = infer(state, x_chunks)
-        loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1)) * (n_chunks * size / len(order))
+        loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1)) * (y_chunks.numel() / len(order))
         grad += torch.autograd.grad(loss, state.vertex)[0]
         total += loss.detach()
     with torch.no_grad():

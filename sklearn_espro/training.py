@@ -176,6 +176,17 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
     return regularized_loss(data_loss, log_volumes(state).sum(), state.volume_reg), data_loss
 
 
+def chunks(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+    """A minibatch as ``n_train_samples`` equal chunks, one per sampled model: (n_chunks, chunk, ...).
+
+    A short batch gets fewer chunks, never chunks smaller than ``state.min_chunk``; up to
+    ``n_chunks - 1`` trailing samples that the number of chunks does not divide are left out.
+    """
+    n_chunks = max(min(state.n_train_samples, len(xb) // state.min_chunk), 1)
+    size = len(xb) // n_chunks
+    return xb[: n_chunks * size].unflatten(0, (n_chunks, size)), yb[: n_chunks * size].unflatten(0, (n_chunks, size))
+
+
 def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
     """One optimizer step on a minibatch split into ``n_train_samples`` chunks.
 
@@ -208,10 +219,7 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     >>> bool((state.vertex != before).any())  # only the new vertex moved
     True
     """
-    n_chunks = max(min(state.n_train_samples, len(xb) // state.min_chunk), 1)
-    size = len(xb) // n_chunks
-    x_chunks = xb[: n_chunks * size].unflatten(0, (n_chunks, size))
-    y_chunks = yb[: n_chunks * size].unflatten(0, (n_chunks, size))
+    x_chunks, y_chunks = chunks(state, xb, yb)
     state.optimizer.zero_grad(set_to_none=True)
     loss, data_loss = get_loss(state, infer(state, x_chunks), y_chunks)
     loss.backward()
