@@ -115,6 +115,15 @@ class _DeviceBatches:
         torch.randperm(len(self.X), generator=self.generator)  # its sampler's draw for a remainder of 0 samples
 
 
+def _data_device(X: np.ndarray, device: str) -> str:
+    """Where the training data is kept: on the training device when it takes at most a
+    quarter of that device's free memory, else on the CPU (skorch then moves each batch)."""
+    if torch.device(device).type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return device if X.nbytes <= free / 4 else "cpu"
+
+
 def train_mode(
     module: nn.Module,
     X: np.ndarray,
@@ -191,7 +200,8 @@ def train_mode(
             *copy.deepcopy(list(t.callbacks)),
         ],
         iterator_train=_DeviceBatches,
-        iterator_train__data=(torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)),
+        iterator_train__data=(torch.as_tensor(X, device=_data_device(X, device)),
+                              torch.as_tensor(y, device=_data_device(X, device))),
         iterator_train__drop_last=drop_last,
         iterator_train__generator=torch.Generator().manual_seed(seed),
         **{f"optimizer__{k}": v for k, v in t.optimizer_kwargs.items()},
