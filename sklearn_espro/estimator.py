@@ -34,7 +34,7 @@ from .members import VertexTraining, fit_simplex, sample_members
 from .modes import ModeTraining
 from .modules import MLP
 from ._global_state import own_global_rng
-from .prediction import mean_probabilities
+from .prediction import Member, mean_probabilities
 
 __all__ = ["ESPROClassifier"]
 
@@ -351,6 +351,16 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         """How modes and vertices train, from the parameters (built once per fit)."""
         optimizer_kwargs = optimizer_arguments(self.optimizer, self._routed("optimizer__"))
         return training_settings(self.get_params(deep=False), optimizer_kwargs, n_classes, criterion_kwargs)
+
+    def __setstate__(self, state):
+        if "simplexes_" in state and "members_" not in state:  # pickled by version 0.3 or older
+            simplexes, coords = state.pop("simplexes_"), state.pop("sample_coords_")
+            buffers, history = state.pop("sample_buffers_"), state.pop("history_", [])
+            state["members_"] = [
+                Member(s, c, b, [{k: v for k, v in r.items() if k != "simplex"} for r in history if r["simplex"] == j])
+                for j, (s, c, b) in enumerate(zip(simplexes, coords, buffers))
+            ]
+        super().__setstate__(state)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "simplexes_")

@@ -183,6 +183,7 @@ def train_mode(
     t = training
     # BatchNorm cannot normalise a last batch of one sample: leave that one sample out
     drop_last = len(X) % t.batch_size == 1 and has_batchnorm(module)
+    data_device = _data_device(X, device)
     net = ModeNet(
         module,
         criterion=t.criterion,
@@ -200,8 +201,7 @@ def train_mode(
             *copy.deepcopy(list(t.callbacks)),
         ],
         iterator_train=_DeviceBatches,
-        iterator_train__data=(torch.as_tensor(X, device=_data_device(X, device)),
-                              torch.as_tensor(y, device=_data_device(X, device))),
+        iterator_train__data=(torch.as_tensor(X, device=data_device), torch.as_tensor(y, device=data_device)),
         iterator_train__drop_last=drop_last,
         iterator_train__generator=torch.Generator().manual_seed(seed),
         **{f"optimizer__{k}": v for k, v in t.optimizer_kwargs.items()},

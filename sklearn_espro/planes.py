@@ -12,10 +12,23 @@ from torch import nn
 
 from ._validation import Interval, check_data
 from .geometry import plane_basis
-from .landscape import weights_loss
+from .landscape import weights_loss as _weights_loss
 from .simplex import fixed_tensors, trainable_parameters
 
 __all__ = ["LossPlane"]
+
+
+def __getattr__(name: str):
+    """``weights_loss`` and ``flat_parameters`` moved to :mod:`sklearn_espro.landscape` in version 0.4."""
+    if name in ("weights_loss", "flat_parameters"):
+        import warnings
+
+        from . import landscape
+
+        warnings.warn(f"sklearn_espro.planes.{name} moved to sklearn_espro.landscape.{name}; the old name will "
+                      "be removed in version 0.5.", FutureWarning, stacklevel=2)
+        return getattr(landscape, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LossPlane(TransformerMixin, BaseEstimator):
@@ -157,7 +170,7 @@ class LossPlane(TransformerMixin, BaseEstimator):
         uu, vv = np.meshgrid(self.grid_u_, self.grid_v_)
         points = torch.as_tensor(np.stack([uu.ravel(), vv.ravel()], axis=1))
         weights = (center + points @ basis).float()
-        loss, accuracy = weights_loss(module, weights, X, y.astype(np.int64), like=like, buffers=buffers,
+        loss, accuracy = _weights_loss(module, weights, X, y.astype(np.int64), like=like, buffers=buffers,
                                       batch_size=self.batch_size, grid_batch=self.grid_batch, device=self.device)
         self.loss_ = loss.reshape(self.resolution, self.resolution)
         self.accuracy_ = accuracy.reshape(self.resolution, self.resolution)

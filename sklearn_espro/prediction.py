@@ -24,7 +24,7 @@ from .simplex import Params, Simplex, batched_forward, expand
 __all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "model_buffers"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Member:
     """One simplex of a fitted ensemble and the models of it that predict.
 
@@ -136,6 +136,8 @@ def draw_member(simplex: Simplex, n_models: int, X: Tensor | None, batch_size: i
     """
     device = next(iter(simplex.vertices.values())).device
     coords = sample_barycentric(n_models, simplex.n_vertices, generator=generator, device=device)
+    if n_models == 0:
+        return Member(simplex, coords, expand(simplex.buffers, 0))
     if simplex.n_vertices > 1 and X is None and batchnorm_buffer_names(simplex.module):
         raise ValueError("The module has BatchNorm layers: pass X to recompute the statistics of the models drawn.")
     data = X if simplex.n_vertices > 1 else None

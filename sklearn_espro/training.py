@@ -349,7 +349,8 @@ def init_vertex_state(
         like=simplex.vertices,
         frozen=frozen,
         vertex=vertex,
-        buffers=simplex.buffers,
+        buffers={k: v.clone() for k, v in simplex.buffers.items()},  # a layer that updates a buffer in place
+        # in training mode (InstanceNorm with running statistics) must not reach the fitted simplex
         faces=rows,
         simplexes=torch.cat([rows, torch.full_like(rows[:, :1], len(frozen))], 1),
         hulls=hulls,

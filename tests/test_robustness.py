@@ -353,3 +353,42 @@ def test_batchnorm_needs_two_samples_in_tools_and_sample_models(data):
     assert len(clf.sample_models(2, X=X)) == 2  # statistics over batches of batch_size, not predict_batch_size
     with pytest.raises(ValueError, match="X has 1 sample, but the module has BatchNorm"):
         clf.sample_models(2, X=X[:1])
+
+
+# 12. layers that update buffers in training mode; zero models; pickles of version 0.3
+class InstanceNormNet(nn.Module):
+    def __init__(self, n_features_in, n_classes):
+        super().__init__()
+        self.norm = nn.InstanceNorm1d(1, track_running_stats=True)  # updates its statistics while training
+        self.out = nn.Linear(n_features_in, n_classes)
+
+    def forward(self, x):
+        return self.out(self.norm(x[:, None, :]).flatten(1))
+
+
+def test_vertex_training_leaves_the_modes_buffers_alone(data):
+    X, y = data
+    modes_only = ESPROClassifier(InstanceNormNet, **{**BASE, "n_vertices": 1}).fit(X, y)
+    grown = ESPROClassifier(InstanceNormNet, **BASE).fit(X, y)  # the same modes, then vertices
+    for name, value in modes_only.simplexes_[0].buffers.items():
+        assert torch.equal(grown.simplexes_[0].buffers[name], value), name
+
+
+def test_zero_or_fewer_models_than_simplexes_with_batchnorm(data):
+    X, y = data
+    clf = ESPROClassifier(BatchNormMLP, **{**BASE, "n_modes": 2, "n_vertices": 2}).fit(X, y)
+    assert clf.sample_models(0, X=X) == [] and clf.sample_models(0) == []
+    assert len(clf.sample_models(1, X=X)) == 1
+
+
+def test_an_estimator_pickled_by_version_0_3_loads_and_predicts_the_same(data):
+    X, y = data
+    clf = ESPROClassifier(**{**BASE, "n_modes": 2}).fit(X, y)
+    state = dict(clf.__getstate__())
+    members = state.pop("members_")  # version 0.3 kept three parallel lists and the history
+    state.update(simplexes_=[m.simplex for m in members], sample_coords_=[m.coords for m in members],
+                 sample_buffers_=[m.buffers for m in members], history_=clf.history_)
+    old = ESPROClassifier.__new__(ESPROClassifier)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))
+    assert old.history_ == clf.history_
