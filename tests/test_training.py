@@ -172,3 +172,14 @@ def test_cuda_training_step_never_waits_for_the_host(faces, n_train_samples):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert loss.device.type == "cuda" and torch.isfinite(loss).item()
+
+
+def test_a_step_along_the_gradient_with_batchnorm_never_makes_a_batch_of_one():
+    module = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    state = init_vertex_state(Simplex.from_module(module), volume_reg=0.0, lr=0.1, n_train_samples=1,
+                              optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=nn.CrossEntropyLoss(),
+                              generator=torch.Generator().manual_seed(0))
+    X, y = torch.randn(21, 4), torch.randint(3, (21,))  # batches of 10 would leave one sample over
+    before = state.vertex.detach().clone()
+    step_along_gradient(state, X, y, batch_size=10, step=0.05)
+    assert (state.vertex.detach() - before).norm().item() > 0
