@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 from numbers import Integral, Real
 from typing import Any
@@ -34,12 +33,13 @@ from .members import VertexTraining, fit_simplex, sample_members
 from .modes import ModeTraining
 from .modules import MLP
 from ._global_state import own_global_rng
-from .prediction import Member, mean_probabilities
+from ._compat import Version03Attributes
+from .prediction import mean_probabilities
 
 __all__ = ["ESPROClassifier"]
 
 
-class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
+class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     """Simplex ensemble (ESPRO) of any torch module, as a scikit-learn classifier.
 
     Trains ``n_modes`` networks independently; around each grows a simplex of
@@ -330,18 +330,6 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     def history_(self) -> list[dict[str, Any]]:
         return [{"simplex": j, **record} for j, m in enumerate(self.members_) for record in m.history]
 
-    @property
-    def sample_coords_(self) -> list:
-        warnings.warn("sample_coords_ is deprecated and will be removed in version 0.5: use "
-                      "[m.coords for m in members_].", FutureWarning, stacklevel=2)
-        return [m.coords for m in self.members_]
-
-    @property
-    def sample_buffers_(self) -> list:
-        warnings.warn("sample_buffers_ is deprecated and will be removed in version 0.5: use "
-                      "[m.buffers for m in members_].", FutureWarning, stacklevel=2)
-        return [m.buffers for m in self.members_]
-
     def _build(self, n_features_in: int, n_classes: int) -> nn.Module:
         return build_module(
             self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
@@ -351,16 +339,6 @@ class ESPROClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
         """How modes and vertices train, from the parameters (built once per fit)."""
         optimizer_kwargs = optimizer_arguments(self.optimizer, self._routed("optimizer__"))
         return training_settings(self.get_params(deep=False), optimizer_kwargs, n_classes, criterion_kwargs)
-
-    def __setstate__(self, state):
-        if "simplexes_" in state and "members_" not in state:  # pickled by version 0.3 or older
-            simplexes, coords = state.pop("simplexes_"), state.pop("sample_coords_")
-            buffers, history = state.pop("sample_buffers_"), state.pop("history_", [])
-            state["members_"] = [
-                Member(s, c, b, [{k: v for k, v in r.items() if k != "simplex"} for r in history if r["simplex"] == j])
-                for j, (s, c, b) in enumerate(zip(simplexes, coords, buffers))
-            ]
-        super().__setstate__(state)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "simplexes_")
