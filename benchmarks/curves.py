@@ -24,9 +24,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import datasets  # noqa: E402
-from sklearn_espro import ESPROClassifier, LossPlane  # noqa: E402
-from sklearn_espro.curves import chain_weights, fit_curve_swag  # noqa: E402
-from sklearn_espro.landscape import weights_loss  # noqa: E402
+from sklearn_espro import ESPROClassifier, LossPlane, fit_curve_swag, weights_loss  # noqa: E402
+from sklearn_espro._curves import chain_weights  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

@@ -37,8 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import datasets  # noqa: E402
-from sklearn_espro import ESPROClassifier, connect_modes  # noqa: E402
-from sklearn_espro.landscape import flat_parameters, weights_loss  # noqa: E402
+from sklearn_espro import ESPROClassifier, connect_modes, flat_parameters, weights_loss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -40,10 +40,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from sklearn_espro import ConvNet1d, ESPROClassifier
-from sklearn_espro.batchnorm import batch_statistics
-from sklearn_espro.simplex import Simplex
-from sklearn_espro.training import init_vertex_state, sample_params, train_step
+from sklearn_espro import ConvNet1d, ESPROClassifier, Simplex
+from sklearn_espro._core.batchnorm import batch_statistics
+from sklearn_espro._core.training import init_vertex_state, sample_params, train_step
 
 J, M = 3, 5
 

@@ -1,25 +1,22 @@
 """sklearn-espro: simplex ensembles (ESPRO) of neural networks for scikit-learn.
 
-Layers, each importing only those before it: :mod:`~sklearn_espro.geometry` (volumes,
-sampling), :mod:`~sklearn_espro.simplex` (a simplex of weights for any module,
-:mod:`~sklearn_espro.batchnorm`), :mod:`~sklearn_espro.prediction` (the models drawn
-from a simplex and Eq. 5: :class:`Member`), :mod:`~sklearn_espro.training`,
-:mod:`~sklearn_espro.growing`, :mod:`~sklearn_espro.modes` and :mod:`~sklearn_espro.members` (training),
-:mod:`~sklearn_espro.estimator` (:class:`ESPROClassifier`), and the tools
-:func:`connect_modes` (mode-connecting complexes), :func:`fit_curve_swag`
-(SWAG over a connecting curve),
-:mod:`~sklearn_espro.volume` (:class:`SimplexVolume`), :mod:`~sklearn_espro.planes`
-(:class:`LossPlane`) and :mod:`~sklearn_espro.metrics`.
+The public API is this package's names, :mod:`sklearn_espro.geometry` (volumes and
+uniform sampling of simplexes, pure tensor math) and :mod:`sklearn_espro.metrics`.
+Everything else is private: the core in ``sklearn_espro/_core/`` (a simplex of weights,
+its training verbs, modes, members and the models drawn from them), and, over it, the
+estimator and the Section 4 tools in underscore modules.
 """
 
-from .complexes import SimplicialComplex, connect_modes
-from .curves import CurveSWAG, fit_curve_swag
-from .estimator import ESPROClassifier
-from .modules import MLP, ConvNet1d, ConvNet2d, ResNet1d
-from .planes import LossPlane
-from .prediction import Member
-from .simplex import Simplex
-from .volume import SimplexVolume
+from ._compat import install_moved_modules
+from ._complexes import SimplicialComplex, connect_modes
+from ._curves import CurveSWAG, fit_curve_swag
+from ._estimator import ESPROClassifier
+from ._modules import MLP, ConvNet1d, ConvNet2d, ResNet1d
+from ._planes import LossPlane
+from ._core.landscape import flat_parameters, weights_loss
+from ._core.prediction import Member
+from ._core.simplex import Simplex
+from ._volume import SimplexVolume
 
 __all__ = [
     "ESPROClassifier",
@@ -35,5 +32,21 @@ __all__ = [
     "SimplicialComplex",
     "connect_modes",
     "fit_curve_swag",
+    "flat_parameters",
+    "weights_loss",
 ]
-__version__ = "0.4.0"
+
+__version__ = "0.4.1"
+
+install_moved_modules()  # version 0.4.0's module paths, until 0.5
+
+
+def __getattr__(name: str):
+    """``sklearn_espro.training`` and the other module paths of version 0.4.0, as attributes."""
+    from ._compat import MOVED_MODULES
+
+    if f"{__name__}.{name}" in MOVED_MODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")  # warns
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,16 +1,55 @@
-"""What version 0.3 fitted estimators had and 0.4 keeps working until 0.5: one concern, easy to delete.
+"""What older versions offered and this one keeps working until 0.5: one concern, easy to delete.
 
 Version 0.3 stored three parallel lists (``simplexes_``, ``sample_coords_``,
 ``sample_buffers_``) and ``history_``; 0.4 stores ``members_`` and derives the rest.
+Versions up to 0.4.0 made every internal module public (``sklearn_espro.training``,
+``sklearn_espro.estimator``, ...); they now live in the private core and import under their
+old names, with a FutureWarning, so that old code and pickles keep working.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 import warnings
 
-from .prediction import Member
+from ._core.prediction import Member
 
-__all__ = ["Version03Attributes"]
+__all__ = ["Version03Attributes", "MOVED_MODULES", "install_moved_modules"]
+
+_CORE = ("simplex", "batchnorm", "prediction", "training", "growing", "modes", "members", "landscape")
+_TOOLS = ("estimator", "modules", "volume", "planes", "complexes", "curves")
+#: old public module path -> where it lives now
+MOVED_MODULES = {
+    **{f"sklearn_espro.{name}": f"sklearn_espro._core.{name}" for name in _CORE},
+    **{f"sklearn_espro.{name}": f"sklearn_espro._{name}" for name in _TOOLS},
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports a module path of :data:`MOVED_MODULES` as the module it names, with a FutureWarning."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED_MODULES else None
+
+    def create_module(self, spec):
+        return None  # a placeholder, replaced in exec_module
+
+    def exec_module(self, module):
+        target = MOVED_MODULES[module.__name__]
+        warnings.warn(f"{module.__name__} is private since version 0.4.1 and its old name will be removed in "
+                      "version 0.5: import public names from sklearn_espro, sklearn_espro.geometry or "
+                      f"sklearn_espro.metrics (it now lives in {target}).", FutureWarning, stacklevel=2)
+        # the import system returns what sys.modules holds under the name once this returns
+        sys.modules[module.__name__] = importlib.import_module(target)
+
+
+def install_moved_modules() -> None:
+    """Let the old module paths import (idempotent; only names in :data:`MOVED_MODULES`)."""
+    if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+        sys.meta_path.append(_MovedModules())
 
 
 class Version03Attributes:

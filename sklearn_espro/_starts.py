@@ -18,9 +18,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from torch import nn
 
-from ._validation import mode_state_dict
-from .members import VertexTraining
-from .modes import ModeTraining
+from ._core.validation import mode_state_dict
+from ._core.members import VertexTraining
+from ._core.modes import ModeTraining
 
 __all__ = ["MAX_SEED", "encode_labels", "initial_modules", "optimizer_arguments", "seeded", "training_settings",
            "weighted_criterion_kwargs"]

@@ -16,8 +16,8 @@ import torch
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.utils.validation import check_is_fitted
 
-from ._global_state import own_global_rng
-from .prediction import forward_models
+from ._core.global_state import own_global_rng
+from ._core.prediction import forward_models
 
 __all__ = [
     "disagreement",
@@ -157,7 +157,7 @@ def member_probabilities(estimator, X) -> tuple[np.ndarray, np.ndarray]:
     >>> members.shape, modes.shape, bool(np.allclose(members.mean(axis=(0, 1)), clf.predict_proba(X)))
     ((2, 5, 40, 2), (2, 40, 2), True)
     """
-    from ._validation import resolve_device
+    from ._core.validation import resolve_device
 
     check_is_fitted(estimator)
     x = torch.from_numpy(estimator._validate_X(X))

@@ -22,8 +22,8 @@ def digits():
 @pytest.fixture(scope="session")
 def trained_mlp(digits):
     """An MLP trained on the digits fixture (a mode)."""
-    from sklearn_espro.modes import ModeTraining, train_mode
-    from sklearn_espro.modules import MLP
+    from sklearn_espro._core.modes import ModeTraining, train_mode
+    from sklearn_espro import MLP
 
     X, y, _, _ = digits
     torch.manual_seed(0)

@@ -341,7 +341,7 @@ def test_sample_models_refuses_a_negative_count(data):
 
 def test_tools_name_bad_arguments(data):
     from sklearn_espro import LossPlane, SimplicialComplex, connect_modes, fit_curve_swag
-    from sklearn_espro.simplex import Simplex
+    from sklearn_espro import Simplex
 
     X, y = data
     modes = [nn.Linear(5, 2), nn.Linear(5, 2)]

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from sklearn_espro import ESPROClassifier, SimplexVolume
-from sklearn_espro.complexes import connect_modes
+from sklearn_espro import connect_modes
 
 
 def _loss(module, X, y):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from sklearn_espro import ESPROClassifier
-from sklearn_espro.curves import CurveSWAG, chain_weights, fit_curve_swag
-from sklearn_espro.landscape import weights_loss
+from sklearn_espro._curves import CurveSWAG, chain_weights, fit_curve_swag
+from sklearn_espro._core.landscape import weights_loss
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_chain_weights_follow_both_segments():
 
 def test_swag_moments_and_samples():
     points = torch.zeros(3, 1, 2)
-    from sklearn_espro.simplex import Simplex
+    from sklearn_espro import Simplex
 
     simplex = Simplex(torch.nn.Linear(2, 1, bias=False), {"weight": points})
     snapshots = torch.tensor([[0.0, 1.0], [2.0, 1.0], [4.0, 1.0]], dtype=torch.float64)

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_espro.members import VertexTraining, fit_simplex
-from sklearn_espro.modes import ModeTraining, train_mode
-from sklearn_espro.modules import MLP, ConvNet1d
+from sklearn_espro._core.members import VertexTraining, fit_simplex
+from sklearn_espro._core.modes import ModeTraining, train_mode
+from sklearn_espro._modules import MLP, ConvNet1d
 
 MODE = ModeTraining(n_classes=10, max_epochs=3, lr=0.05, batch_size=50, optimizer=torch.optim.SGD,
                     optimizer_kwargs={"momentum": 0.9}, criterion=nn.CrossEntropyLoss, criterion_kwargs={})

@@ -7,8 +7,8 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from sklearn_espro import ConvNet1d, ESPROClassifier, LossPlane
-from sklearn_espro.landscape import flat_parameters
-from sklearn_espro.simplex import unflatten
+from sklearn_espro._core.landscape import flat_parameters
+from sklearn_espro._core.simplex import unflatten
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_plot_draws_contours_and_anchors(fitted, digits):
 
 
 def test_weights_loss_names_a_wrong_shape():
-    from sklearn_espro.landscape import weights_loss
+    from sklearn_espro._core.landscape import weights_loss
 
     with pytest.raises(ValueError, match=r"weights must have shape \(n_vectors, 8\)"):
         weights_loss(nn.Linear(3, 2), np.zeros((2, 7), dtype=np.float32), np.ones((4, 3)), np.zeros(4))
@@ -113,7 +113,7 @@ def test_plot_without_matplotlib_names_the_extra(fitted, digits, monkeypatch):
 
 
 def test_weights_loss_refuses_labels_that_are_not_class_indices_of_the_module():
-    from sklearn_espro.landscape import weights_loss
+    from sklearn_espro._core.landscape import weights_loss
 
     net, X = nn.Linear(3, 2), np.ones((4, 3), dtype=np.float32)
     w = flat_parameters(net)[None]

@@ -108,8 +108,8 @@ def test_a_fit_never_ends_with_non_finite_probabilities(data):
 
 
 def test_a_fit_never_ends_with_non_finite_vertices():
-    from sklearn_espro.members import _check_fitted_simplex
-    from sklearn_espro.simplex import Simplex
+    from sklearn_espro._core.members import _check_fitted_simplex
+    from sklearn_espro import Simplex
 
     simplex = Simplex.from_module(nn.Linear(3, 2))
     simplex = simplex.add_vertex({"weight": torch.full((2, 3), float("nan")), "bias": torch.zeros(2)})
@@ -256,8 +256,8 @@ def test_swag_max_rank_zero_keeps_no_deviation(data):
     not torch.cuda.is_available(), reason="needs CUDA"))])
 @pytest.mark.parametrize("faces", [None, [(0,), (1,)]])
 def test_vertex_step_with_batchnorm_outside_any_context(device, faces):
-    from sklearn_espro.simplex import Simplex
-    from sklearn_espro.training import init_vertex_state, train_step
+    from sklearn_espro import Simplex
+    from sklearn_espro._core.training import init_vertex_state, train_step
 
     module = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)).to(device)
     simplex = Simplex.from_module(module)  # in training mode, tracking running statistics
@@ -298,7 +298,7 @@ def test_a_failing_parallel_fit_leaks_no_semaphore(tmp_path):
 
 
 def test_global_rng_is_restored_when_calls_overlap_in_threads():
-    from sklearn_espro._global_state import own_global_rng
+    from sklearn_espro._core.global_state import own_global_rng
 
     torch.manual_seed(5)
     expected = torch.rand(3)

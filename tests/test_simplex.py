@@ -6,9 +6,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
-from sklearn_espro.batchnorm import batch_statistics, recompute_batchnorm
-from sklearn_espro.modules import MLP, ConvNet1d
-from sklearn_espro.simplex import (
+from sklearn_espro._core.batchnorm import batch_statistics, recompute_batchnorm
+from sklearn_espro._modules import MLP, ConvNet1d
+from sklearn_espro._core.simplex import (
     Simplex,
     batched_forward,
     combine,

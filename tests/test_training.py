@@ -7,9 +7,9 @@ from torch import nn
 from torch.func import functional_call
 
 from sklearn_espro.geometry import sample_barycentric
-from sklearn_espro.simplex import Simplex, unflatten
-from sklearn_espro.growing import grow_simplex, grow_vertex, step_along_gradient
-from sklearn_espro.training import (
+from sklearn_espro._core.simplex import Simplex, unflatten
+from sklearn_espro._core.growing import grow_simplex, grow_vertex, step_along_gradient
+from sklearn_espro._core.training import (
     get_loss,
     infer,
     init_vertex_state,
@@ -152,8 +152,8 @@ def test_diverging_loss_names_the_phase(trained_mlp, digits):
 @pytest.mark.parametrize("n_train_samples", [1, 4])  # a plain forward, and chunks under vmap
 def test_cuda_training_step_never_waits_for_the_host(faces, n_train_samples):
     """A vertex step on the GPU makes no device-to-host copy and no synchronisation."""
-    from sklearn_espro.simplex import Simplex
-    from sklearn_espro.training import init_vertex_state, train_step
+    from sklearn_espro import Simplex
+    from sklearn_espro._core.training import init_vertex_state, train_step
 
     device = torch.device("cuda")
     simplex = Simplex.from_module(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.BatchNorm1d(16),

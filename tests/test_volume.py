@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sklearn_espro import ESPROClassifier, SimplexVolume
-from sklearn_espro.simplex import Simplex
+from sklearn_espro import Simplex
 
 
 def test_closed_form_volumes_from_an_array_and_a_ragged_list():

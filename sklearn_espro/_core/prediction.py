@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
-from .geometry import sample_barycentric
+from ..geometry import sample_barycentric
 from .simplex import Params, Simplex, batched_forward, expand
 
 __all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "model_buffers"]
@@ -238,7 +238,7 @@ def forward_models(module: nn.Module, params: Params, buffers: Params, x: Tensor
     under ``vmap`` a convolution with per-model weights becomes a grouped convolution,
     measured 1.2-4x slower than the loop on a CPU (ConvNet1d and a VGG-style CNN,
     ``benchmarks/speed.py``). Other modules (MLPs: batched matrix products) run as one
-    vectorised forward (:func:`~sklearn_espro.simplex.batched_forward`), faster there.
+    vectorised forward (:func:`~sklearn_espro._core.simplex.batched_forward`), faster there.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Growing simplexes: train one new vertex after another with the verbs of :mod:`~sklearn_espro.training`.
+"""Growing simplexes: train one new vertex after another with the verbs of :mod:`~sklearn_espro._core.training`.
 
 :func:`grow_vertex` adds one vertex and trains it for some epochs on Eq. 1 (a cosine
 learning-rate schedule per vertex, as in the reference code, or a constant rate);
@@ -86,7 +86,7 @@ def grow_vertex(
         ``volume_reg`` (``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
         ``optimizer``, ``optimizer_kwargs``, ``criterion``, ``generator`` (on the
         training device; drives the noise, the shuffling and the samples) and
-        optionally ``init_noise``: see :func:`~sklearn_espro.training.init_vertex_state`.
+        optionally ``init_noise``: see :func:`~sklearn_espro._core.training.init_vertex_state`.
 
     Returns
     -------
@@ -109,7 +109,7 @@ def grow_vertex(
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro import Simplex
     >>> X, y = torch.randn(20, 4), torch.randint(3, (20,))
     >>> simplex, history = grow_vertex(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, epochs=2, batch_size=10, volume_reg=0.1, lr=0.01, n_train_samples=2, optimizer=torch.optim.SGD,
@@ -173,8 +173,8 @@ def step_along_gradient(state: VertexState, X: Tensor, y: Tensor, batch_size: in
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
-    >>> from sklearn_espro.training import init_vertex_state
+    >>> from sklearn_espro import Simplex
+    >>> from sklearn_espro._core.training import init_vertex_state
     >>> state = init_vertex_state(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
@@ -236,7 +236,7 @@ def grow_simplex(
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro import Simplex
     >>> X, y = torch.randn(20, 4), torch.randint(3, (20,))
     >>> simplex, history = grow_simplex(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), X, y, 3, volume_reg=0.1, epochs=1,

@@ -10,22 +10,22 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._validation import Interval, check_data
+from ._core.validation import Interval, check_data
 from .geometry import plane_basis
-from .landscape import weights_loss as _weights_loss
-from .simplex import fixed_tensors, trainable_parameters
+from ._core.landscape import weights_loss as _weights_loss
+from ._core.simplex import fixed_tensors, trainable_parameters
 
 __all__ = ["LossPlane"]
 
 
 def __getattr__(name: str):
-    """``weights_loss`` and ``flat_parameters`` moved to :mod:`sklearn_espro.landscape` in version 0.4."""
+    """``weights_loss`` and ``flat_parameters`` moved to the package's top level in version 0.4."""
     if name in ("weights_loss", "flat_parameters"):
         import warnings
 
-        from . import landscape
+        from ._core import landscape
 
-        warnings.warn(f"sklearn_espro.planes.{name} moved to sklearn_espro.landscape.{name}; the old name will "
+        warnings.warn(f"sklearn_espro.planes.{name} moved to sklearn_espro.{name}; the old name will "
                       "be removed in version 0.5.", FutureWarning, stacklevel=2)
         return getattr(landscape, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -48,7 +48,7 @@ class LossPlane(TransformerMixin, BaseEstimator):
         The architecture, when ``anchors`` are given directly; its buffers are used.
     anchors : array-like of shape (3, n_params), default=None
         Weight vectors, each the module's parameters flattened in ``named_parameters``
-        order (as :func:`sklearn_espro.simplex.flatten` does).
+        order (as :func:`sklearn_espro.flat_parameters` does).
     simplex : int, default=0
     vertices : tuple of 3 int, default=(0, 1, 2)
     resolution : int, default=21
@@ -81,9 +81,9 @@ class LossPlane(TransformerMixin, BaseEstimator):
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from sklearn_espro.simplex import flatten
+    >>> from sklearn_espro import flat_parameters
     >>> net = torch.nn.Linear(2, 2)
-    >>> w = flatten(dict(net.named_parameters()), 0).detach().numpy()
+    >>> w = flat_parameters(net)
     >>> anchors = np.stack([w, w + np.eye(6)[0], w + np.eye(6)[1]])
     >>> X, y = np.random.RandomState(0).randn(20, 2).astype(np.float32), np.arange(20) % 2
     >>> plane = LossPlane(module=net, anchors=anchors, resolution=5).fit(X, y)

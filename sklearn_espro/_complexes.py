@@ -11,13 +11,13 @@ import torch
 from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
-from ._validation import Interval, check_data, check_module_output, check_optimizer, validate_params
+from ._core.validation import Interval, check_data, check_module_output, check_optimizer, validate_params
 from .geometry import log_simplex_volume, sample_complex_coords
-from .growing import grow_vertex
-from ._global_state import own_global_rng
-from .landscape import modes_on_device
-from .prediction import Member, mean_probabilities
-from .simplex import Simplex, expand
+from ._core.growing import grow_vertex
+from ._core.global_state import own_global_rng
+from ._core.landscape import modes_on_device
+from ._core.prediction import Member, mean_probabilities
+from ._core.simplex import Simplex, expand
 
 __all__ = ["SimplicialComplex", "connect_modes"]
 

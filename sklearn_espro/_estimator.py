@@ -14,7 +14,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._validation import (
+from ._core.validation import (
     Interval,
     RoutedParamsMixin,
     StrOptions,
@@ -29,12 +29,12 @@ from ._validation import (
 from ._starts import (
     MAX_SEED, encode_labels, initial_modules, optimizer_arguments, training_settings, weighted_criterion_kwargs,
 )
-from .members import VertexTraining, fit_simplex, sample_members
-from .modes import ModeTraining
-from .modules import MLP
-from ._global_state import own_global_rng
+from ._core.members import VertexTraining, fit_simplex, sample_members
+from ._core.modes import ModeTraining
+from ._modules import MLP
+from ._core.global_state import own_global_rng
 from ._compat import Version03Attributes
-from .prediction import mean_probabilities
+from ._core.prediction import mean_probabilities
 
 __all__ = ["ESPROClassifier"]
 

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._validation import Interval, validate_params
-from .landscape import modes_on_device, weights_loss
-from ._global_state import own_global_rng
-from .simplex import Simplex, unflatten
-from .growing import check_finite
-from .training import init_vertex_state, run_epoch
+from ._core.validation import Interval, validate_params
+from ._core.landscape import modes_on_device, weights_loss
+from ._core.global_state import own_global_rng
+from ._core.simplex import Simplex, unflatten
+from ._core.growing import check_finite
+from ._core.training import init_vertex_state, run_epoch
 
 __all__ = ["CurveSWAG", "chain_weights", "fit_curve_swag"]
 

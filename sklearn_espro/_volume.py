@@ -7,7 +7,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .geometry import log_simplex_volume
-from .simplex import Simplex
+from ._core.simplex import Simplex
 
 __all__ = ["SimplexVolume"]
 

@@ -1,4 +1,4 @@
-"""One ensemble member from start to finish: a mode (:mod:`~sklearn_espro.modes`), its simplex, its models.
+"""One ensemble member from start to finish: a mode (:mod:`~sklearn_espro._core.modes`), its simplex, its models.
 
 The jobs that :class:`~sklearn_espro.ESPROClassifier` runs in parallel; plain
 functions, no scikit-learn.
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._global_state import own_global_rng
+from .global_state import own_global_rng
 from .growing import grow_simplex
 from .modes import ModeTraining, train_mode
 from .prediction import Member, draw_member
@@ -45,7 +45,7 @@ class VertexTraining:
         Noise of each vertex's start at the centroid of the others (relative).
     init_step : float, default=0.0
         A start moved uphill from there, relative to the centroid's norm (see
-        :func:`~sklearn_espro.growing.step_along_gradient`; not an estimator parameter:
+        :func:`~sklearn_espro._core.growing.step_along_gradient`; not an estimator parameter:
         no value tried beat ``0``).
 
     Examples

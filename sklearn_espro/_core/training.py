@@ -3,7 +3,7 @@
 Plain functions on tensors and modules; no scikit-learn. The regularised objective
 is :func:`regularized_loss`; the simplex training loop is made of the small verbs
 :func:`infer`, :func:`get_loss`, :func:`train_step` and :func:`run_epoch` on the state
-that :func:`init_vertex_state` sets up. :mod:`sklearn_espro.growing` drives them.
+that :func:`init_vertex_state` sets up. :mod:`sklearn_espro._core.growing` drives them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .batchnorm import batch_sizes, has_batchnorm, training_copy
-from .geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
+from ..geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
 from .simplex import Params, Simplex, batched_forward, unflatten
 
 __all__ = [
@@ -92,7 +92,7 @@ def infer(state: VertexState, x_chunks: Tensor) -> Tensor:
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro import Simplex
     >>> state = init_vertex_state(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
@@ -161,7 +161,7 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro import Simplex
     >>> state = init_vertex_state(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
@@ -209,7 +209,7 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro import Simplex
     >>> state = init_vertex_state(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
@@ -249,7 +249,7 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro import Simplex
     >>> state = init_vertex_state(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
@@ -329,7 +329,7 @@ def init_vertex_state(
     Examples
     --------
     >>> import torch
-    >>> from sklearn_espro.simplex import Simplex
+    >>> from sklearn_espro import Simplex
     >>> state = init_vertex_state(
     ...     Simplex.from_module(torch.nn.Linear(4, 3)), volume_reg=0.1, lr=0.01, n_train_samples=2,
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),

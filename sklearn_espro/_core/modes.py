@@ -18,7 +18,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
-from ._global_state import own_global_rng
+from .global_state import own_global_rng
 from .batchnorm import has_batchnorm
 from .growing import EpochCallback, check_finite
 

@@ -3,8 +3,8 @@
 :func:`weights_loss` evaluates a module at many flat weight vectors (a plane's grid, a
 curve's points, a simplex's samples), with BatchNorm statistics of their own;
 :func:`modes_on_device` checks independently trained networks and stacks them as the
-vertices of one :class:`~sklearn_espro.simplex.Simplex`. :mod:`~sklearn_espro.planes`,
-:mod:`~sklearn_espro.curves` and :mod:`~sklearn_espro.complexes` build on these, not on
+vertices of one :class:`~sklearn_espro._core.simplex.Simplex`. :mod:`~sklearn_espro._planes`,
+:mod:`~sklearn_espro._curves` and :mod:`~sklearn_espro._complexes` build on these, not on
 each other.
 """
 
@@ -19,8 +19,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from torch import nn
 
-from ._global_state import own_global_rng
-from ._validation import check_batchnorm_batch, check_data, check_module_output, check_modes, resolve_device
+from .global_state import own_global_rng
+from .validation import check_batchnorm_batch, check_data, check_module_output, check_modes, resolve_device
 from .prediction import model_buffers
 from .simplex import Simplex, batched_forward, fixed_tensors, flatten, trainable_parameters, unflatten
 

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from ._global_state import vectorisable_attention
-from .geometry import log_simplex_volume
+from .global_state import vectorisable_attention
+from ..geometry import log_simplex_volume
 
 __all__ = [
     "Simplex",

@@ -197,7 +197,7 @@ def recompute_batchnorm(
     --------
     >>> import torch
     >>> net = torch.nn.BatchNorm1d(1, affine=False)
-    >>> from sklearn_espro.simplex import expand
+    >>> from sklearn_espro._core.simplex import expand
     >>> buffers = expand(dict(net.named_buffers()), 2, clone=True)
     >>> x = torch.tensor([[1.0], [3.0]])
     >>> recompute_batchnorm(net, {}, buffers, [x])["running_mean"]  # the data's mean, per model
