@@ -80,6 +80,40 @@ def test_sampled_params_lie_in_the_simplex():
     assert torch.allclose(flat, expected, atol=1e-6)
 
 
+class _WithUnusedLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(3, 2), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_one_sampled_model_has_autograds_weights_and_vertex_gradient():
+    # the single-model path writes the weights into a reused buffer and computes the vertex's
+    # gradient itself: both must be what autograd gives for theta = C_frozen @ A_frozen + c_new * a_new
+    module = _WithUnusedLayer().double()
+    state, _ = _state(module, 1)
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1, 0])
+    state.generator.manual_seed(7)
+    params = sample_params(state, 1)
+    nn.functional.cross_entropy(functional_call(module, {k: v[0] for k, v in params.items()}, (x,)), y).backward()
+    state.generator.manual_seed(7)
+    coords = sample_barycentric(1, 2, generator=state.generator, dtype=torch.float64)[0]
+    vertex = state.vertex.detach().clone().requires_grad_()
+    flat = coords[0] * state.frozen[0] + coords[1] * vertex
+    for name, value in unflatten(flat[None], state.like).items():
+        torch.testing.assert_close(params[name], value, rtol=0, atol=1e-12)
+    ref = unflatten(flat[None], state.like)
+    nn.functional.cross_entropy(functional_call(module, {k: v[0] for k, v in ref.items()}, (x,)), y).backward()
+    torch.testing.assert_close(state.vertex.grad, vertex.grad, rtol=0, atol=1e-12)
+    grads = unflatten(state.vertex.grad[None], state.like)
+    assert not grads["unused.weight"].any() and grads["used.weight"].abs().sum() > 0
+    with torch.no_grad():  # an optimizer's in-place update of the vertex is what the next model is drawn from
+        state.vertex += 1.0
+    assert torch.equal(state.stack[-1], state.vertex.detach())
+
+
 def test_grow_vertex_trains_only_the_new_vertex_and_gains_volume(trained_mlp, digits):
     X, y, _, _ = digits
     module = copy.deepcopy(trained_mlp)
