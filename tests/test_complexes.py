@@ -71,3 +71,101 @@ def test_first_vertices_give_the_earlier_complex_and_it_ensembles(three_modes, d
     labels = cx.predict(X_test, n_samples=10, random_state=0)
     np.testing.assert_array_equal(cx.classes, np.arange(10))
     assert (labels == y_test).mean() > 0.8
+
+
+# The paper's Fig. 4b: 7 modes and 9 connecting points in 12 simplexes, not every mode sharing a simplex
+# with every connector. The paper does not list the simplexes; this is our reading: three groups of three
+# connectors, each joining four modes (Fig. 4a's shape, 4 modes and 3 connectors, three times over).
+FIG_4B = [(m, "c0", "c1", "c2") for m in (0, 1, 2, 3)] + [(m, "c3", "c4", "c5") for m in (2, 3, 4, 5)] \
+    + [(m, "c6", "c7", "c8") for m in (4, 5, 6, 0)]
+
+
+@pytest.mark.slow
+def test_fig_4b_complex_of_7_modes_and_9_connectors_keeps_low_loss_in_every_simplex(digits):
+    X, y, _, _ = digits
+    clf = ESPROClassifier(n_modes=7, n_vertices=1, max_epochs=20, lr=0.05, batch_size=50, module__hidden_sizes=(32,),
+                          random_state=0).fit(X, y)
+    modes = [s.vertex_module(0) for s in clf.simplexes_]
+    cx = connect_modes(modes, X, y, simplexes=FIG_4B, batch_size=50, random_state=0)
+    assert cx.n_vertices == 16 and len(cx.simplexes) == 12
+    assert cx.simplexes[0] == (0, 7, 8, 9) and cx.simplexes[4] == (2, 10, 11, 12) and cx.simplexes[11] == (0, 13, 14, 15)
+    assert not any(0 in s and 10 in s for s in cx.simplexes)  # mode 0 never shares a simplex with c3
+    logs = cx.log_volumes()
+    assert torch.isfinite(logs).all()
+    assert cx.log_total_volume() == pytest.approx(float(torch.logsumexp(logs, 0)))
+    mode_loss = np.mean([_loss(m, X, y) for m in modes])
+    generator = torch.Generator().manual_seed(0)
+    for s in cx.simplexes:  # 10 uniform points of each simplex
+        t = -torch.rand(10, 4, generator=generator).log()
+        t = t / t.sum(1, keepdim=True)
+        coords = torch.zeros(10, cx.n_vertices)
+        coords[:, list(s)] = t
+        sampled = np.mean([_loss(cx.to_module(c), X, y) for c in coords])
+        assert sampled < 1.5 * mode_loss, (s, sampled, mode_loss)
+
+
+def test_complex_shapes_are_checked_before_training(three_modes, digits):
+    X, y, _, _ = digits
+    cases = [
+        ([(0, "c0", "c1"), (1, "c0")], "simplexes of one length"),
+        ([(0, "c0"), (1, "c2")], "c0 to c1 without gaps"),
+        ([(0, "c0"), (3, "c0")], r"simplexes\[1\] holds 3: a vertex is a mode index from 0 to 2"),
+        ([(0, 1), (1, "c0")], r"simplexes\[0\] = \(0, 1\) needs at least one mode and one connector"),
+        ([(0, "c0"), (0, "c0")], "lists a simplex twice"),
+        ([(0, "c0", "c0")], "names a vertex twice"),
+        ([(0, True)], "holds True"),
+        ([(0, "c0", "c1"), (1, "c1", "c2")], "when connector c1 trains, the simplexes that hold it have \\[1, 2\\]"),
+    ]
+    for simplexes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            connect_modes(three_modes, X, y, simplexes=simplexes, epochs=0)
+    with pytest.raises(ValueError, match="n_connectors=3, but simplexes name 1 connectors"):
+        connect_modes(three_modes, X, y, simplexes=[(0, "c0"), (1, "c0")], n_connectors=3)
+
+
+def test_the_volume_term_of_a_complex_is_the_log_of_its_total_volume():
+    # two segments that share the connector c = (1, 1): from mode (0, 0), length sqrt(2); from (4, 0), sqrt(10)
+    from sklearn_espro import Simplex, SimplicialComplex
+    from sklearn_espro._core.training import get_loss, init_vertex_state
+
+    points = Simplex(nn.Linear(2, 1, bias=False), {"weight": torch.tensor([[[0.0, 0.0]], [[4.0, 0.0]]])})
+    state = init_vertex_state(points, volume_reg=0.1, lr=0.1, n_train_samples=1, optimizer=torch.optim.SGD,
+                              optimizer_kwargs={}, criterion=nn.MSELoss(), generator=torch.Generator().manual_seed(0),
+                              faces=[[0], [1]])
+    with torch.no_grad():
+        state.vertex.copy_(torch.tensor([1.0, 1.0]))
+    loss, data_loss = get_loss(state, torch.zeros(1, 3, 1), torch.ones(1, 3, 1))
+    expected = np.log(np.sqrt(2) + np.sqrt(10))  # log(V1 + V2), not log V1 + log V2
+    assert float(data_loss - loss) == pytest.approx(0.1 * expected, rel=1e-6)
+    cx = SimplicialComplex(points.add_vertex({"weight": torch.tensor([[1.0, 1.0]])}), [(0, 2), (1, 2)])
+    assert cx.log_total_volume() == pytest.approx(expected, rel=1e-12)
+    assert cx.total_volume() == pytest.approx(np.sqrt(2) + np.sqrt(10), rel=1e-12)
+
+
+def test_a_complex_with_batchnorm_recomputes_each_drawn_models_statistics(digits):
+    X, y, X_test, _ = digits
+    def net():
+        return nn.Sequential(nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+    clf = ESPROClassifier(net(), n_modes=2, n_vertices=1, max_epochs=5, lr=0.05, random_state=0).fit(X, y)
+    modes = [s.vertex_module(0) for s in clf.simplexes_]
+    cx = connect_modes(modes, X, y, epochs=2, random_state=0)
+    with pytest.raises(ValueError, match="BatchNorm layers: pass the training data as X_train"):
+        cx.predict_proba(X_test)
+    proba = cx.predict_proba(X_test, n_samples=4, random_state=0, batch_size=2000, X_train=X)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
+    # the same draw, each model's statistics recomputed by hand on X (one batch of all of it)
+    coords = cx.sample_coords(4, torch.Generator().manual_seed(
+        int(np.random.RandomState(0).randint(np.iinfo(np.int32).max))))
+    by_hand = []
+    for t in coords:
+        model = cx.to_module(t)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.momentum = 1.0  # running statistics := those of the batch
+        model.train()
+        with torch.no_grad():
+            model(torch.from_numpy(X))
+            by_hand.append(torch.softmax(model.eval()(torch.from_numpy(X_test)), 1))
+    np.testing.assert_allclose(proba, torch.stack(by_hand).mean(0).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="X_train has samples of shape"):
+        cx.predict_proba(X_test, X_train=X[:, :10])

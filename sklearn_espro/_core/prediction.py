@@ -21,7 +21,7 @@ from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
 from ..geometry import sample_barycentric
 from .simplex import Params, Simplex, batched_forward, expand
 
-__all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "model_buffers"]
+__all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "member_at", "model_buffers"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,13 +136,42 @@ def draw_member(simplex: Simplex, n_models: int, X: Tensor | None, batch_size: i
     """
     device = next(iter(simplex.vertices.values())).device
     coords = sample_barycentric(n_models, simplex.n_vertices, generator=generator, device=device)
-    if n_models == 0:
-        return Member(simplex, coords, expand(simplex.buffers, 0))
-    if simplex.n_vertices > 1 and X is None and batchnorm_buffer_names(simplex.module):
+    return member_at(simplex, coords, X if simplex.n_vertices > 1 else None, batch_size)
+
+
+def member_at(points: Simplex, coords: Tensor, X: Tensor | None, batch_size: int) -> Member:
+    """The models at ``coords`` over the vertices of ``points``, with BatchNorm statistics recomputed on ``X``.
+
+    What :func:`draw_member` does once it has drawn the coordinates; a simplicial complex
+    draws its own (over all its vertices) and comes here too.
+
+    Parameters
+    ----------
+    points : Simplex
+        The vertices (a simplex, or every vertex of a complex).
+    coords : Tensor of shape (n_models, n_vertices)
+    X : Tensor of shape (n_samples, ...) or None
+        ``None`` keeps the vertices' shared statistics: refused when the module has
+        BatchNorm layers and there is more than one vertex (a single vertex's statistics
+        were computed for exactly its weights).
+    batch_size : int
+
+    Returns
+    -------
+    Member
+
+    Examples
+    --------
+    >>> import torch
+    >>> points = Simplex.from_module(torch.nn.Linear(2, 2)).add_vertex({"weight": torch.ones(2, 2), "bias": torch.zeros(2)})
+    >>> member_at(points, torch.tensor([[0.5, 0.5]]), None, 128).n_models
+    1
+    """
+    if len(coords) == 0:
+        return Member(points, coords, expand(points.buffers, 0))
+    if X is None and points.n_vertices > 1 and batchnorm_buffer_names(points.module):
         raise ValueError("The module has BatchNorm layers: pass X to recompute the statistics of the models drawn.")
-    data = X if simplex.n_vertices > 1 else None
-    buffers = model_buffers(simplex.module, simplex.combine(coords), simplex.buffers, data, batch_size)
-    return Member(simplex, coords, buffers)
+    return Member(points, coords, model_buffers(points.module, points.combine(coords), points.buffers, X, batch_size))
 
 
 @torch.no_grad()

@@ -56,6 +56,15 @@ def log_volumes(state: VertexState) -> Tensor:
     return torch.stack([log_volume_with_vertex(state.vertex, *hull) for hull in state.hulls])
 
 
+def log_total_volume(state: VertexState) -> Tensor:
+    """``log V(K)``: the log of the summed volumes of the simplexes that the trainable vertex belongs to.
+
+    Eq. 1 for a complex regularises the log of its total volume, which weighs each simplex
+    by its size (``logsumexp`` of the log-volumes); for one simplex, its log-volume.
+    """
+    return log_volumes(state).logsumexp(0)
+
+
 def sample_params(state: VertexState, n_models: int) -> Params:
     """Weights of ``n_models`` points drawn uniformly from the simplexes being grown.
 
@@ -149,7 +158,8 @@ def regularized_loss(data_loss: Tensor, log_volume: Tensor, volume_reg: float) -
         The mean of the H sampled models' losses (a mean, not the sum the reference
         code returns by mistake).
     log_volume : Tensor of shape ()
-        ``log V(S)`` of the simplex with its trainable vertex.
+        ``log V(S)`` of the simplex with its trainable vertex; for a complex, the log of
+        the total volume of its simplexes, ``log sum_s V(S_s)``, as Eq. 1 has it.
     volume_reg : float
         ``lambda`` of Eq. 1. ``0`` drops the term, so that a vertex on the hull of the
         others (``log V = -inf``, e.g. a start without noise) costs nothing.
@@ -173,9 +183,9 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
     """Regularised loss of one step (Eq. 1) and its data loss.
 
     The data loss is the criterion over all chunks at once: with equal chunks, the
-    mean over the H sampled models of each model's mean loss on its chunk. The
-    log-volume of every simplex the vertex belongs to enters through
-    :func:`regularized_loss`; with ``volume_reg=0`` it is not computed.
+    mean over the H sampled models of each model's mean loss on its chunk. The log of
+    the total volume of the simplexes the vertex belongs to (:func:`log_total_volume`)
+    enters through :func:`regularized_loss`; with ``volume_reg=0`` it is not computed.
 
     Parameters
     ----------
@@ -196,13 +206,13 @@ def get_loss(state: VertexState, logits: Tensor, y_chunks: Tensor) -> tuple[Tens
     ...     optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
     ...     generator=torch.Generator().manual_seed(0))
     >>> loss, data_loss = get_loss(state, infer(state, torch.randn(2, 5, 4)), torch.zeros(2, 5, dtype=torch.long))
-    >>> bool(torch.isclose(data_loss - loss, 0.1 * log_volumes(state).sum().float()))  # lambda * log V
+    >>> bool(torch.isclose(data_loss - loss, 0.1 * log_total_volume(state).float()))  # lambda * log V
     True
     """
     data_loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1))
     if state.volume_reg == 0:
         return data_loss, data_loss
-    return regularized_loss(data_loss, log_volumes(state).sum(), state.volume_reg), data_loss
+    return regularized_loss(data_loss, log_total_volume(state), state.volume_reg), data_loss
 
 
 def chunks(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
@@ -273,7 +283,8 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     dict of str to float
         ``loss`` (mean regularised loss), ``data_loss`` (mean loss of the sampled models),
         ``start_data_loss`` (that of the first step, before any update) and
-        ``log_volume`` (after the epoch); read from the device once, at the end.
+        ``log_volume`` (the log of the total volume of the simplexes the vertex belongs
+        to, after the epoch); read from the device once, at the end.
 
     Examples
     --------
@@ -295,7 +306,7 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
         if i == 0:  # the data loss (Eq. 1 without its volume term) at the start point
             start = losses[1]
     with torch.no_grad():
-        log_volume = log_volumes(state).sum()
+        log_volume = log_total_volume(state)
     values = torch.cat([sums / len(batches), start[None].to(sums.dtype), log_volume[None].to(sums.dtype)]).tolist()
     return dict(zip(("loss", "data_loss", "start_data_loss", "log_volume"), values))
 
