@@ -5,7 +5,7 @@ moments of ``theta`` are collected over the last epochs, curves are sampled from
 Gaussian, and their training loss is evaluated along the path. Prints a table (maximum
 loss and minimum accuracy along each path: the straight line, the SWA curve, the sampled
 curves) and writes ``docs/figures/swag_curves.png``: the loss plane of ``w0, w1,
-theta_SWA`` (LossPlane) with the sampled curves projected on it, and the loss along t.
+theta_SWA`` (LossPlaneDisplay) with the sampled curves projected on it, and the loss along t.
 
     python benchmarks/curves.py          # about half a minute on 2 CPU cores
 """
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import datasets  # noqa: E402
-from sklearn_espro import ESPROClassifier, LossPlane, fit_curve_swag, weights_loss  # noqa: E402
+from sklearn_espro import ESPROClassifier, LossPlaneDisplay, fit_curve_swag, weights_loss  # noqa: E402
 from sklearn_espro._curves import chain_weights  # noqa: E402
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -68,12 +68,11 @@ def main(argv=None) -> None:
     print(f"| {args.n_curves} SWAG curves, mean | {curve_loss.max(1).mean():.4f} | {curve_acc.min(1).mean():.4f} |")
     print(f"| {args.n_curves} SWAG curves, worst | {curve_loss.max():.4f} | {curve_acc.min():.4f} |")
 
-    plane = LossPlane(module=swag.points.module, anchors=swag.points.flat_vertices().numpy(), resolution=31,
-                      margin=0.3).fit(X, labels)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    plane.plot(ax=left)
+    display = LossPlaneDisplay.from_module(swag.points.module, swag.points.flat_vertices().numpy(), X, labels,
+                                           resolution=31, margin=0.3, ax=left)
     for th in theta:
-        path = plane.transform(torch.stack([w0, th, w1]).double().numpy())
+        path = display.plane.transform(torch.stack([w0, th, w1]).double().numpy())
         left.plot(path[:, 0], path[:, 1], color="orange", lw=0.6, alpha=0.7)
     left.set_title("plane of w0, w1, theta_SWA; SWAG curves (orange)")
     t = np.linspace(0, 1, n_points)

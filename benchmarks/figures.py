@@ -2,7 +2,7 @@
 
 - Fig. 3/6 analogue: a 3-vertex and a 4-vertex simplex grown from one MLP mode on
   digits; the training-loss plane of each 2-face (triangle of three vertices), drawn
-  with LossPlane, written to ``docs/figures/faces_3_vertices.png`` and
+  with LossPlaneDisplay, written to ``docs/figures/faces_3_vertices.png`` and
   ``docs/figures/faces_4_vertices.png``.
 - Section 5.3 analogue: two spirals, a 4-vertex simplex of an MLP; decision regions
   of the models at the vertices, of models sampled inside, and of the ESPRO average,
@@ -26,17 +26,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import datasets  # noqa: E402
-from sklearn_espro import ESPROClassifier, LossPlane  # noqa: E402
+from sklearn_espro import ESPROClassifier, LossPlaneDisplay  # noqa: E402
 from sklearn_espro.geometry import sample_barycentric  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "figures"
 
 
-def nearest_grid_loss(plane: LossPlane, point: np.ndarray) -> float:
+def nearest_grid_loss(display: LossPlaneDisplay, point: np.ndarray) -> float:
     """The loss at the grid point nearest to ``point`` (plane coordinates)."""
-    i = np.abs(plane.grid_u_ - point[0]).argmin()
-    j = np.abs(plane.grid_v_ - point[1]).argmin()
-    return float(plane.loss_[j, i])
+    i = np.abs(display.grid_u - point[0]).argmin()
+    j = np.abs(display.grid_v - point[1]).argmin()
+    return float(display.loss[j, i])
 
 
 def faces(n_vertices: int, data) -> Path:
@@ -45,12 +45,12 @@ def faces(n_vertices: int, data) -> Path:
     triples = list(itertools.combinations(range(n_vertices), 3))
     fig, axes = plt.subplots(1, len(triples), figsize=(4.6 * len(triples), 3.8), squeeze=False)
     for ax, triple in zip(axes[0], triples):
-        plane = LossPlane(clf, vertices=triple, resolution=25, margin=0.4).fit(data.X, data.y)
-        plane.plot(ax=ax)
+        display = LossPlaneDisplay.from_estimator(clf, data.X, data.y, vertices=triple, resolution=25, margin=0.4,
+                                                  ax=ax)
         ax.set_title(f"face {triple}")
-        at_vertices = [nearest_grid_loss(plane, c) for c in plane.anchor_coords_]
+        at_vertices = [nearest_grid_loss(display, c) for c in display.plane.anchor_coords_]
         print(f"{n_vertices} vertices, face {triple}: loss near the vertices {np.round(at_vertices, 4)}, "
-              f"grid min {plane.loss_.min():.4f}, max {plane.loss_.max():.4f}")
+              f"grid min {display.loss.min():.4f}, max {display.loss.max():.4f}")
     fig.suptitle(f"digits MLP: training loss on the faces of a {n_vertices}-vertex simplex "
                  f"(log-volume {clf.log_volumes_[0]:.2f})")
     fig.tight_layout()

@@ -12,15 +12,16 @@ from ._complexes import SimplicialComplex, connect_modes
 from ._curves import CurveSWAG, fit_curve_swag
 from ._estimator import ESPROClassifier
 from ._modules import MLP, ConvNet1d, ConvNet2d, ResNet1d
-from ._planes import LossPlane
+from ._planes import LossPlane, LossPlaneDisplay
 from ._core.landscape import flat_parameters, weights_loss
 from ._core.prediction import Member
 from ._core.simplex import Simplex
-from ._volume import SimplexVolume
+from ._volume import SimplexVolume, simplex_volumes
 
 __all__ = [
     "ESPROClassifier",
     "LossPlane",
+    "LossPlaneDisplay",
     "MLP",
     "ConvNet1d",
     "ConvNet2d",
@@ -32,6 +33,7 @@ __all__ = [
     "SimplicialComplex",
     "connect_modes",
     "fit_curve_swag",
+    "simplex_volumes",
     "flat_parameters",
     "weights_loss",
 ]

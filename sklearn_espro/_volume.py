@@ -1,4 +1,4 @@
-"""SimplexVolume: the volume of simplexes of weights, as a scikit-learn transformer."""
+"""The volume of simplexes of weights: :func:`simplex_volumes`, and SimplexVolume, its scikit-learn transformer."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .geometry import log_simplex_volume
 from ._core.simplex import Simplex
 
-__all__ = ["SimplexVolume"]
+__all__ = ["SimplexVolume", "simplex_volumes"]
 
 
-def _vertex_matrices(X) -> list[torch.Tensor]:
+def _vertex_matrices(X, name: str = "X") -> list[torch.Tensor]:
     """Each simplex of ``X`` as a (n_vertices, n_params) tensor."""
     if hasattr(X, "simplexes_"):  # a fitted ESPROClassifier, or a complex
         X = X.simplexes_
@@ -21,20 +21,53 @@ def _vertex_matrices(X) -> list[torch.Tensor]:
     if isinstance(X, (np.ndarray, torch.Tensor)):
         if X.ndim != 3:
             raise ValueError(
-                f"X must have shape (n_simplexes, n_vertices, n_params); got an array of shape {tuple(X.shape)}."
+                f"{name} must have shape (n_simplexes, n_vertices, n_params); got an array of shape {tuple(X.shape)}."
             )
         X = list(X)
     if not isinstance(X, (list, tuple)) or len(X) == 0:
-        raise ValueError("X must be a non-empty list of simplexes, a 3-D array, or a fitted ESPROClassifier.")
+        raise ValueError(f"{name} must be a non-empty list of simplexes, a 3-D array, or a fitted ESPROClassifier.")
     out = []
     for i, item in enumerate(X):
         matrix = item.flat_vertices() if isinstance(item, Simplex) else torch.as_tensor(np.asarray(item, dtype=np.float64))
         if matrix.ndim != 2 or matrix.shape[0] < 1 or matrix.shape[1] < 1:
-            raise ValueError(f"X[{i}] must be a (n_vertices, n_params) array; got shape {tuple(matrix.shape)}.")
+            raise ValueError(f"{name}[{i}] must be a (n_vertices, n_params) array; got shape {tuple(matrix.shape)}.")
         if not torch.isfinite(matrix).all():
-            raise ValueError(f"X[{i}] contains NaN or infinity.")
+            raise ValueError(f"{name}[{i}] contains NaN or infinity.")
         out.append(matrix)
     return out
+
+
+def simplex_volumes(simplexes, *, log: bool = False) -> np.ndarray:
+    """Volume (or natural log-volume) of each simplex of weights (Appendix A.1).
+
+    Parameters
+    ----------
+    simplexes : fitted ESPROClassifier, SimplicialComplex, Simplex, list of Simplex, array-like of shape (n_simplexes, n_vertices, n_params), or list of (n_vertices_i, n_params) arrays
+    log : bool, default=False
+        ``log V`` instead of ``V``: use it for networks, whose volumes under- or overflow
+        float64.
+
+    Returns
+    -------
+    ndarray of shape (n_simplexes,), float64
+
+    See Also
+    --------
+    SimplexVolume : the same as a scikit-learn transformer.
+    sklearn_espro.geometry.log_simplex_volume : the formula.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> simplex_volumes([np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([[0.0], [3.0]])])
+    array([0.5, 3. ])
+    """
+    return _volumes(simplexes, log, "simplexes")
+
+
+def _volumes(X, log: bool, name: str) -> np.ndarray:
+    logs = np.array([float(log_simplex_volume(m)) for m in _vertex_matrices(X, name)])
+    return logs if log else np.exp(logs)
 
 
 class SimplexVolume(TransformerMixin, BaseEstimator):
@@ -51,6 +84,7 @@ class SimplexVolume(TransformerMixin, BaseEstimator):
 
     See Also
     --------
+    simplex_volumes : the same as a function.
     sklearn_espro.geometry.log_simplex_volume : the formula.
 
     Notes
@@ -100,8 +134,7 @@ class SimplexVolume(TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_simplexes, 1), float64
         """
-        logs = np.array([float(log_simplex_volume(m)) for m in _vertex_matrices(X)])
-        return (logs if self.log else np.exp(logs))[:, None]
+        return _volumes(X, self.log, "X")[:, None]
 
     def get_feature_names_out(self, input_features=None):
         """``["log_volume"]`` or ``["volume"]``."""

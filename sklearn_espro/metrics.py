@@ -22,6 +22,7 @@ from ._core.prediction import forward_models
 __all__ = [
     "disagreement",
     "expected_calibration_error",
+    "member_disagreement",
     "member_probabilities",
     "simplex_diversity",
     "uncertainty_metrics",
@@ -226,3 +227,42 @@ def simplex_diversity(estimator, X, y) -> list[dict]:
             row[f"gain_{name}"] = of_mode[name] - of_average[name]
         rows.append(row)
     return rows
+
+
+def member_disagreement(estimator, X) -> dict[str, float]:
+    """Functional diversity inside one simplex against across simplexes (Section 5.3).
+
+    The mean :func:`disagreement` over pairs of the models that ``predict_proba``
+    averages: pairs drawn from the same simplex, pairs from different simplexes, and
+    pairs of modes (the deep ensemble's diversity).
+
+    Parameters
+    ----------
+    estimator : fitted ESPROClassifier
+    X : array-like of shape (n_samples, ...)
+
+    Returns
+    -------
+    dict
+        ``within_simplex`` (NaN with one model per simplex), ``between_simplexes`` and
+        ``between_modes`` (NaN with one simplex).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_espro import ESPROClassifier
+    >>> X, y = np.random.RandomState(0).randn(40, 3), np.arange(40) % 2
+    >>> clf = ESPROClassifier(n_modes=2, n_vertices=1, n_samples=1, max_epochs=2, random_state=0).fit(X, y)
+    >>> out = member_disagreement(clf, X)  # a deep ensemble: one model per simplex, its mode
+    >>> bool(np.isnan(out["within_simplex"])), out["between_simplexes"] == out["between_modes"]
+    (True, True)
+    """
+    members, modes = member_probabilities(estimator, X)
+    n_simplexes, n_members = members.shape[:2]
+    within = [disagreement(members[j, a], members[j, b])
+              for j in range(n_simplexes) for a, b in combinations(range(n_members), 2)]
+    between = [disagreement(members[i, a], members[j, b])
+               for i, j in combinations(range(n_simplexes), 2) for a in range(n_members) for b in range(n_members)]
+    of_modes = [disagreement(modes[i], modes[j]) for i, j in combinations(range(n_simplexes), 2)]
+    return {name: float(np.mean(values)) if values else float("nan")
+            for name, values in (("within_simplex", within), ("between_simplexes", between), ("between_modes", of_modes))}

@@ -340,7 +340,7 @@ def test_sample_models_refuses_a_negative_count(data):
 
 
 def test_tools_name_bad_arguments(data):
-    from sklearn_espro import LossPlane, SimplicialComplex, connect_modes, fit_curve_swag
+    from sklearn_espro import LossPlane, LossPlaneDisplay, SimplicialComplex, connect_modes, fit_curve_swag, simplex_volumes
     from sklearn_espro import Simplex
 
     X, y = data
@@ -355,10 +355,12 @@ def test_tools_name_bad_arguments(data):
         (lambda: connect_modes(modes, np.full_like(X, np.nan), y), ValueError, "X must be a non-empty array of finite numbers"),
         (lambda: fit_curve_swag(modes, X, y, batch_size=0), ValueError, "'batch_size' parameter of fit_curve_swag"),
         (lambda: fit_curve_swag([nn.Linear(5, 2), "a"], X, y), TypeError, r"modes\[1\] is a str, not an nn.Module"),
-        (lambda: LossPlane(ESPROClassifier(**TINY).fit(X, y), simplex=5).fit(X, y), ValueError, "simplex=5, but the estimator has 1 simplexes"),
-        (lambda: LossPlane(ESPROClassifier(**TINY).fit(X, y), vertices=(0, 0, 1)).fit(X, y), ValueError, "must name 3 different vertices"),
-        (lambda: LossPlane(module=modes[0], anchors=np.random.randn(3, 12)).fit(X[:0], y[:0]), ValueError, "X must be a non-empty array"),
-        (lambda: LossPlane(module=modes[0], anchors=np.random.randn(3, 12)).fit(np.full_like(X, np.nan), y), ValueError, "finite numbers"),
+        (lambda: LossPlaneDisplay.from_estimator(ESPROClassifier(**TINY).fit(X, y), X, y, simplex=5), ValueError, "simplex=5, but the estimator has 1 simplexes"),
+        (lambda: LossPlaneDisplay.from_estimator(ESPROClassifier(**TINY).fit(X, y), X, y, vertices=(0, 0, 1)), ValueError, "must name 3 different vertices"),
+        (lambda: LossPlaneDisplay.from_module(modes[0], np.random.randn(3, 12), X[:0], y[:0]), ValueError, "X must be a non-empty array"),
+        (lambda: LossPlaneDisplay.from_module(modes[0], np.random.randn(3, 12), np.full_like(X, np.nan), y), ValueError, "finite numbers"),
+        (lambda: LossPlane().fit(np.random.randn(2, 12)), ValueError, r"W must hold three weight vectors"),
+        (lambda: simplex_volumes([]), ValueError, "simplexes must be a non-empty list"),
         (lambda: SimplicialComplex(Simplex.from_module(modes[0]), [(0, 1)]), ValueError, "simplexes name vertex 1, but the complex has 1 vertices"),
         (lambda: SimplicialComplex(Simplex.from_module(modes[0]), [(0,)]).predict_proba(X, n_samples=0), ValueError, "'n_samples' parameter"),
         (lambda: SimplicialComplex(Simplex.from_module(modes[0]), [(0,)]).predict_proba(X[:, :3]), ValueError, "The module Linear failed"),

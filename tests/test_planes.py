@@ -6,7 +6,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from sklearn_espro import ConvNet1d, ESPROClassifier, LossPlane
+from sklearn.base import clone
+
+from sklearn_espro import ConvNet1d, ESPROClassifier, LossPlane, LossPlaneDisplay
 from sklearn_espro._core.landscape import flat_parameters
 from sklearn_espro._core.simplex import unflatten
 
@@ -28,70 +30,128 @@ def _loss_at(module, weights, X, y, bn=False):
         return nn.functional.cross_entropy(net.eval()(torch.as_tensor(X)), torch.as_tensor(y)).item()
 
 
-def test_plane_of_a_fitted_simplex(fitted, digits):
+@pytest.fixture(autouse=True)
+def _agg_backend():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def _grid_weights(display, j, i):
+    return display.plane.inverse_transform([[display.grid_u[i], display.grid_v[j]]])[0]
+
+
+def test_the_loss_on_the_plane_of_a_fitted_simplex(fitted, digits):
     X, y, _, _ = digits
-    plane = LossPlane(fitted, resolution=7).fit(X, y)
-    assert plane.loss_.shape == plane.accuracy_.shape == (7, 7)
-    assert np.isfinite(plane.loss_).all() and ((plane.accuracy_ >= 0) & (plane.accuracy_ <= 1)).all()
+    display = LossPlaneDisplay.from_estimator(fitted, X, y, resolution=7)
+    plane = display.plane
+    assert display.loss.shape == display.accuracy.shape == (7, 7)
+    assert np.isfinite(display.loss).all() and ((display.accuracy >= 0) & (display.accuracy <= 1)).all()
     # its own anchors map to the coordinates it reports; the centre maps to (0, 0)
     np.testing.assert_allclose(plane.transform(plane.anchors_), plane.anchor_coords_, atol=1e-9)
     np.testing.assert_allclose(plane.transform(plane.center_[None]), [[0.0, 0.0]], atol=1e-9)
+    np.testing.assert_allclose(plane.anchors_, fitted.simplexes_[0].flat_vertices()[:3].double().numpy())
     # the grid covers every anchor, with room to spare
-    assert plane.grid_u_.min() < plane.anchor_coords_[:, 0].min() < plane.anchor_coords_[:, 0].max() < plane.grid_u_.max()
-    assert plane.grid_v_.min() < plane.anchor_coords_[:, 1].min() < plane.anchor_coords_[:, 1].max() < plane.grid_v_.max()
+    u, v = display.grid_u, display.grid_v
+    assert u.min() < plane.anchor_coords_[:, 0].min() < plane.anchor_coords_[:, 0].max() < u.max()
+    assert v.min() < plane.anchor_coords_[:, 1].min() < plane.anchor_coords_[:, 1].max() < v.max()
     # a grid value is the loss of the network with those weights
     j, i = 2, 5
-    w = plane.center_ + plane.grid_u_[i] * plane.basis_[0] + plane.grid_v_[j] * plane.basis_[1]
-    module = fitted.simplexes_[0].module
-    assert plane.loss_[j, i] == pytest.approx(_loss_at(module, w, X, y), rel=1e-4)
+    w = _grid_weights(display, j, i)
+    assert display.loss[j, i] == pytest.approx(_loss_at(fitted.simplexes_[0].module, w, X, y), rel=1e-4)
 
 
-def test_plane_of_given_anchors_with_batchnorm(digits):
+def test_the_loss_on_the_plane_of_given_anchors_with_batchnorm(digits):
     X, y, _, _ = digits
     X3 = X[:200].reshape(-1, 1, 64)
     torch.manual_seed(0)
     nets = [ConvNet1d(64, 10, channels=(4,)) for _ in range(3)]
     anchors = np.stack([flat_parameters(n) for n in nets])
-    plane = LossPlane(module=nets[0], anchors=anchors, resolution=4, grid_batch=5).fit(X3, y[:200])
-    np.testing.assert_allclose(plane.transform(anchors), plane.anchor_coords_, atol=1e-9)
+    display = LossPlaneDisplay.from_module(nets[0], anchors, X3, y[:200], resolution=4, grid_batch=5)
+    np.testing.assert_allclose(display.plane.transform(anchors), display.plane.anchor_coords_, atol=1e-9)
     j, i = 3, 1
-    w = plane.center_ + plane.grid_u_[i] * plane.basis_[0] + plane.grid_v_[j] * plane.basis_[1]
-    assert plane.loss_[j, i] == pytest.approx(_loss_at(nets[0], w, X3, y[:200], bn=True), rel=1e-4)
+    w = _grid_weights(display, j, i)
+    assert display.loss[j, i] == pytest.approx(_loss_at(nets[0], w, X3, y[:200], bn=True), rel=1e-4)
 
 
-def test_transformer_conventions_and_errors(fitted, digits):
-    X, y, _, _ = digits
-    plane = LossPlane(fitted, resolution=3)
-    assert plane.fit(X, y) is plane
+def test_loss_plane_is_a_transformer_of_weight_vectors():
+    rng = np.random.RandomState(0)
+    W = rng.randn(3, 12)
+    before = W.copy()
+    plane = LossPlane()
+    coords = plane.fit_transform(W)
+    np.testing.assert_array_equal(W, before)  # the caller's array is not written
+    assert plane.fit(W) is plane and plane.n_features_in_ == 12
+    np.testing.assert_allclose(coords, plane.transform(W), atol=1e-12)
+    np.testing.assert_allclose(coords, plane.anchor_coords_, atol=1e-12)
+    np.testing.assert_allclose(plane.basis_ @ plane.basis_.T, np.eye(2), atol=1e-12)  # orthonormal
+    np.testing.assert_allclose(plane.inverse_transform(coords), W, atol=1e-12)  # the anchors lie in the plane
+    off = rng.randn(5, 12)  # points off the plane come back as their projection on it
+    back = plane.inverse_transform(plane.transform(off))
+    np.testing.assert_allclose(plane.transform(back), plane.transform(off), atol=1e-12)
+    np.testing.assert_allclose((off - back) @ plane.basis_.T, 0, atol=1e-12)
     assert list(plane.get_feature_names_out()) == ["u", "v"]
-    with pytest.raises(ValueError, match="Give either estimator"):
+    assert clone(plane).get_params() == plane.get_params()
+
+
+def test_loss_plane_and_display_errors_name_the_argument(fitted, digits):
+    X, y, _, _ = digits
+    with pytest.raises(ValueError, match=r"W must hold three weight vectors, shape \(3, n_params\)"):
         LossPlane().fit(X, y)
+    with pytest.raises(ValueError, match="W contains NaN"):
+        LossPlane().fit(np.full((3, 4), np.nan))
+    with pytest.raises(ValueError, match="lie on one line"):
+        LossPlane().fit(np.outer([1.0, 2.0, 3.0], np.ones(4)))
+    plane = LossPlane().fit(np.eye(3, 5))
+    with pytest.raises(ValueError, match=r"W must have shape \(n_vectors, 5\)"):
+        plane.transform(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"X must have shape \(n_points, 2\)"):
+        plane.inverse_transform(np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"vertices=\(0, 1, 5\) must name 3 different vertices of the 3"):
-        LossPlane(fitted, vertices=(0, 1, 5)).fit(X, y)
+        LossPlaneDisplay.from_estimator(fitted, X, y, vertices=(0, 1, 5))
+    with pytest.raises(ValueError, match="simplex=2, but the estimator has 1 simplexes"):
+        LossPlaneDisplay.from_estimator(fitted, X, y, simplex=2)
+    with pytest.raises(ValueError, match="The 'resolution' parameter"):
+        LossPlaneDisplay.from_estimator(fitted, X, y, resolution=1)
     with pytest.raises(ValueError, match="anchors must have shape"):
-        LossPlane(module=nn.Linear(64, 10), anchors=np.zeros((3, 5))).fit(X, y)
+        LossPlaneDisplay.from_module(nn.Linear(64, 10), np.zeros((3, 5)), X, y)
     with pytest.raises(ValueError, match="lie on one line"):
         w = flat_parameters(nn.Linear(64, 10))
-        LossPlane(module=nn.Linear(64, 10), anchors=np.stack([w, 2 * w, 3 * w])).fit(X, y)
-    with pytest.raises(ValueError, match=r"W must have shape \(n_vectors, "):
-        plane.transform(np.zeros((2, 3)))
+        LossPlaneDisplay.from_module(nn.Linear(64, 10), np.stack([w, 2 * w, 3 * w]), X, y)
 
 
-def test_plot_draws_contours_and_anchors(fitted, digits):
-    matplotlib = pytest.importorskip("matplotlib")
-    matplotlib.use("Agg")
+def test_display_draws_contours_and_anchors(fitted, digits):
     import matplotlib.pyplot as plt
-
-    X, y, _, _ = digits
-    _, ax = plt.subplots()  # its own axes: another test's open figure must not count
-    assert LossPlane(fitted, resolution=5).fit(X, y).plot(ax=ax) is ax
     from matplotlib.collections import PathCollection
     from matplotlib.contour import ContourSet
 
-    assert any(isinstance(c, ContourSet) for c in [*ax.collections, *getattr(ax, "_children", [])])
+    X, y, _, _ = digits
+    _, ax = plt.subplots()  # its own axes: another test's open figure must not count
+    display = LossPlaneDisplay.from_estimator(fitted, X, y, resolution=5, ax=ax)
+    assert display.ax_ is ax and display.figure_ is ax.figure and isinstance(display.surface_, ContourSet)
     anchors = [c for c in ax.collections if isinstance(c, PathCollection) and not isinstance(c, ContourSet)]
     assert len(anchors) == 1 and len(anchors[0].get_offsets()) == 3
-    plt.close("all")
+    again = display.plot()  # drawn again on a new figure
+    assert again is display and display.ax_ is not ax
+
+
+def test_the_old_loss_plane_still_works_with_a_future_warning(fitted, digits):
+    import matplotlib.pyplot as plt
+
+    X, y, _, _ = digits
+    with pytest.warns(FutureWarning, match="LossPlaneDisplay.from_estimator"):
+        old = LossPlane(fitted, resolution=5).fit(X, y)
+    new = LossPlaneDisplay.from_estimator(fitted, X, y, resolution=5)
+    np.testing.assert_array_equal(old.loss_, new.loss)
+    np.testing.assert_array_equal(old.grid_u_, new.grid_u)
+    np.testing.assert_allclose(old.transform(old.anchors_), new.plane.anchor_coords_)
+    _, ax = plt.subplots()
+    assert old.plot(ax=ax) is ax
+    with pytest.raises(ValueError, match="Give either estimator"):
+        LossPlane(fitted, module=nn.Linear(64, 10)).fit(X, y)
 
 
 def test_weights_loss_names_a_wrong_shape():
@@ -101,15 +161,15 @@ def test_weights_loss_names_a_wrong_shape():
         weights_loss(nn.Linear(3, 2), np.zeros((2, 7), dtype=np.float32), np.ones((4, 3)), np.zeros(4))
 
 
-def test_plot_without_matplotlib_names_the_extra(fitted, digits, monkeypatch):
+def test_drawing_without_matplotlib_names_the_extra(fitted, digits, monkeypatch):
     import sys
 
     X, y, _, _ = digits
-    plane = LossPlane(fitted, resolution=3).fit(X, y)
+    display = LossPlaneDisplay.from_estimator(fitted, X, y, resolution=3)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install 'sklearn-espro\[plot\]'"):
-        plane.plot()
+        display.plot()
 
 
 def test_weights_loss_refuses_labels_that_are_not_class_indices_of_the_module():

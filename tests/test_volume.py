@@ -47,3 +47,15 @@ def test_transformer_conventions_and_errors():
         est.transform([np.zeros((2, 2)), np.full((2, 2), np.nan)])
     with pytest.raises(ValueError, match="non-empty list"):
         est.transform([])
+
+
+def test_the_function_and_the_transformer_give_the_same_volumes():
+    from sklearn_espro import simplex_volumes
+
+    rng = np.random.RandomState(0)
+    simplexes = [rng.randn(3, 5), rng.randn(2, 5), rng.randn(4, 5)]
+    logs = simplex_volumes(simplexes, log=True)
+    assert logs.shape == (3,)
+    np.testing.assert_allclose(SimplexVolume(log=True).fit_transform(simplexes).ravel(), logs)
+    np.testing.assert_allclose(simplex_volumes(simplexes), np.exp(logs))
+    assert simplex_volumes([np.array([[0.0, 0.0], [3.0, 4.0]])])[0] == pytest.approx(5.0)  # a segment's length
