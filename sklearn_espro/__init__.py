@@ -12,7 +12,8 @@ from ._complexes import SimplicialComplex, connect_modes
 from ._curves import CurveSWAG, fit_curve_swag
 from ._estimator import ESPROClassifier
 from ._modules import MLP, ConvNet1d, ConvNet2d, ResNet1d
-from ._planes import LossPlane, LossPlaneDisplay
+from ._plane_display import LossPlaneDisplay
+from ._planes import LossPlane
 from ._core.landscape import flat_parameters, weights_loss
 from ._core.prediction import Member
 from ._core.simplex import Simplex

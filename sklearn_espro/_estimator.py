@@ -65,14 +65,12 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         ``lambda`` of Eq. 1, the same for every vertex: the volume term pulls the new
         vertex from the others' hull with force ``lambda / h`` (``h`` its distance to
         it) whatever the vertex count. ``0`` (best on validation data, see the user
-        guide) grows simplexes from the loss alone. (Version 0.1 divided it by the
-        log-volume of fresh simplexes, as the reference code does.)
+        guide) grows simplexes from the loss alone.
     n_train_samples : int, default=1
         Models drawn per training step (``H`` of Eq. 3). ``1``: one model drawn anew for
-        each minibatch, a plain forward (1.0-1.3x a plain step, where ``H=5`` costs
-        1.2-4.0x on a CPU); the mean over steps estimates the same expected loss. ``H > 1``
-        splits the minibatch into ``H`` chunks, one model each, in one vectorised
-        forward. On validation data both gave the same NLL (see the user guide).
+        each minibatch, a plain forward (1.0-1.2x a plain step; ``H=5`` 1.2-4.0x on a
+        CPU), the same NLL on validation data. ``H > 1`` splits the minibatch into ``H``
+        chunks, one model each, in one vectorised forward.
     n_samples : int, default=5
         Models drawn from each simplex for prediction (``M`` of Eq. 5); fixed at fit.
     max_epochs : int, default=30
@@ -81,16 +79,13 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         Epochs of each added vertex; a simplex costs ``(n_vertices - 1) *
         vertex_epochs`` epochs beyond its mode (9 of 30 by default).
     lr : float, default=0.2
-        Learning rate of the modes. With ``batch_size=64`` chosen on validation splits
-        of MNIST-1D and digits (docs/results.md): 29% lower NLL on MNIST-1D than version 0.2's
-        0.05 with batch 128. High for SGD: on large unscaled input it can leave a ReLU
-        network dead, which ``fit`` reports with a warning (scale ``X`` or lower it).
+        Learning rate of the modes, chosen with ``batch_size=64`` on validation splits
+        of MNIST-1D and digits (docs/results.md). High for SGD: on large unscaled input it
+        can leave a ReLU network dead, which ``fit`` reports with a warning.
     vertex_lr : float, default=0.05
-        Learning rate of the vertices, restarted for each, a quarter of the modes'
-        starting rate and well above the end of their schedule, so that each vertex
-        leaves the mode and its members differ (a low rate grows a simplex of copies of
-        the mode; a higher one, members that fit worse). Chosen on validation data with
-        3 modes.
+        Learning rate of the vertices, restarted for each: high enough that each vertex
+        leaves the mode (a low rate grows copies of it), low enough that members keep
+        fitting. Chosen on validation data with 3 modes.
     vertex_schedule : {"cosine", "constant"}, default="cosine"
         The vertices' learning rate over their epochs: a cosine from ``vertex_lr`` to
         zero, restarted for each vertex, or ``vertex_lr`` throughout.
@@ -164,11 +159,9 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
     workers. No partial fit is kept: the simplexes are independent, so refitting is the
     way to resume. ``sample_weight`` is not accepted.
 
-    Training cost of a simplex beyond its mode: ``(n_vertices - 1) * vertex_epochs``
-    epochs, each 0.9-1.2 plain PyTorch epochs of a CNN on a CPU (1.25-1.42 for
-    ResNet-18; measured in docs/results.md). Prediction costs 1.0-1.1x the
-    ``n_modes * n_samples`` models' plain forwards. With BatchNorm, fitting ends with
-    one forward pass over the training data per simplex to recompute statistics.
+    Cost (docs/results.md): a vertex epoch is 0.9-1.2 plain PyTorch epochs of a CNN on a
+    CPU (1.12-1.30 for ResNet-18); prediction 1.0-1.1x the ``n_modes * n_samples``
+    models' plain forwards; with BatchNorm, one more pass over the training data per simplex.
 
     References
     ----------

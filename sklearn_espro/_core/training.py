@@ -1,9 +1,8 @@
 """Training a simplex: one vertex at a time on the regularised loss (Eq. 1 and 3).
 
-Plain functions on tensors and modules; no scikit-learn. The regularised objective
-is :func:`regularized_loss`; the simplex training loop is made of the small verbs
-:func:`infer`, :func:`get_loss`, :func:`train_step` and :func:`run_epoch` on the state
-that :func:`init_vertex_state` sets up. :mod:`sklearn_espro._core.growing` drives them.
+Plain functions, no scikit-learn. The objective is :func:`regularized_loss`; the loop is
+the small verbs :func:`infer`, :func:`get_loss`, :func:`train_step` and :func:`run_epoch` on
+the state of :func:`init_vertex_state`, driven by :mod:`sklearn_espro._core.growing`.
 """
 
 from __future__ import annotations
@@ -20,14 +19,8 @@ from .batchnorm import batch_sizes, has_batchnorm, training_copy
 from ..geometry import hull_basis, log_simplex_volume, log_volume_with_vertex, sample_complex_coords
 from .simplex import Params, Simplex, batched_forward, unflatten
 
-__all__ = [
-    "get_loss",
-    "infer",
-    "init_vertex_state",
-    "regularized_loss",
-    "run_epoch",
-    "train_step",
-]
+__all__ = ["get_loss", "infer", "init_vertex_state", "regularized_loss", "run_epoch", "train_step"]
+
 
 @dataclass
 class VertexState:
@@ -87,12 +80,10 @@ def sample_params(state: VertexState, n_models: int) -> Params:
 class _OneModel(torch.autograd.Function):
     """The weights of one point of the simplex, ``coords @ stack``, as one view per parameter.
 
-    One matrix-vector product written into ``state.weights`` (no parameter-sized tensor
-    is allocated in the forward); the backward gathers the parameters' gradients once
-    and scales them in place by the trainable vertex's coordinate, the only gradient
-    there is. Autograd's own combine (a product by the coordinate, ``addmv``, a split)
-    made two more passes over the parameters: 1.37x against 1.25x a plain ResNet-18 step
-    on a CPU (docs/results.md).
+    One matrix-vector product into the reused ``state.weights``; the backward gathers the
+    parameters' gradients once and scales them in place by the trainable vertex's
+    coordinate. Autograd's own combine made two more passes over the parameters (a
+    ResNet-18 step on a CPU: 1.32x a plain step against 1.15x, docs/results.md).
     """
 
     @staticmethod
