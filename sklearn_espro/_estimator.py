@@ -27,9 +27,10 @@ from ._core.validation import (
     resolve_device,
 )
 from ._starts import (
-    MAX_SEED, encode_labels, initial_modules, optimizer_arguments, training_settings, weighted_criterion_kwargs,
+    MAX_SEED, check_warm_start, encode_labels, initial_modules, optimizer_arguments, training_settings,
+    weighted_criterion_kwargs, with_fit_call,
 )
-from ._core.members import VertexTraining, fit_simplex, sample_members
+from ._core.members import VertexTraining, fit_simplex, grow_member, sample_members
 from ._core.modes import ModeTraining
 from ._modules import MLP
 from ._core.global_state import own_global_rng
@@ -123,6 +124,13 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
     modes : list of (nn.Module, state dict or fitted skorch net), default=None
         Pretrained starting points; then no mode is trained, ``n_modes`` is ignored and
         only the simplexes grow (an existing deep ensemble turned into ESPRO).
+    warm_start : bool, default=False
+        When fitted already, ``fit`` keeps the fitted members and adds only what is
+        missing, as scikit-learn's forests do: a larger ``n_vertices`` grows the missing
+        vertices of each simplex from its fitted ones (and draws its prediction models
+        anew), a larger ``n_modes`` (or a longer ``modes`` list) trains only the new
+        members; the same parameters train nothing. X must have samples of the fitted
+        shape and y the fitted classes; fewer modes or vertices are refused.
     **kwargs
         ``module__*``, ``optimizer__*`` and ``criterion__*`` arguments, as in skorch.
 
@@ -139,7 +147,8 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
     log_volumes_ : ndarray of shape (n_simplexes,)
         Natural log of each simplex's volume (0 for a single vertex).
     history_ : list of dict
-        One record per epoch: ``simplex``, ``phase`` ("mode" or "vertex"), ``vertex``,
+        One record per epoch: ``simplex``, ``fit`` (the call to ``fit`` that trained it:
+        0, then 1, 2, ... with ``warm_start``), ``phase`` ("mode" or "vertex"), ``vertex``,
         ``epoch``, ``loss`` and, for vertices, ``data_loss`` (the sampled models' mean
         loss, without the volume term) and ``log_volume``.
 
@@ -202,6 +211,7 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "modes": [list, tuple, None],
+        "warm_start": ["boolean"],
     }
 
     def __init__(
@@ -229,6 +239,7 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         random_state=None,
         verbose=0,
         modes=None,
+        warm_start=False,
         **kwargs,
     ):
         self.module = module
@@ -253,6 +264,7 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         self.random_state = random_state
         self.verbose = verbose
         self.modes = modes
+        self.warm_start = warm_start
         self._kwargs = dict(kwargs)  # routed arguments; checked in fit
 
     # -- fitting ----------------------------------------------------------------------
@@ -294,24 +306,30 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         check_training(self.optimizer, optimizer_arguments(self.optimizer, self._routed("optimizer__")),
                        self.criterion, criterion_kwargs, n_classes, self.callbacks)
         mode, vertex = self._training(n_classes, criterion_kwargs)
+        fitted = list(self.members_) if self.warm_start and hasattr(self, "members_") else []
+        if fitted:
+            check_warm_start(self, fitted, X.shape[1:], classes)
         rng = check_random_state(self.random_state)
         build = partial(self._build, X.shape[1], n_classes)
         with own_global_rng(device):
             modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
             check_module(modules[0], X, n_classes, self.n_vertices, self.batch_size)
             seeds = rng.randint(MAX_SEED, size=len(modules))
-        # 2. one job per mode and its simplex
-        shared = {
-            "n_vertices": self.n_vertices, "n_samples": self.n_samples, "pretrained": pretrained,
-            "mode": mode, "vertex": vertex, "device": device, "verbose": self.verbose,
-        }
-        results = Parallel(n_jobs=self.n_jobs)(
-            delayed(fit_simplex)(module, X, y_idx, seed=int(seed), name=f"simplex {j}", **shared)
-            for j, (module, seed) in enumerate(zip(modules, seeds))
-        )
+            grow_seeds = rng.randint(MAX_SEED, size=len(fitted))  # new vertices of fitted members
+        # 2. one job per new member, or per fitted member with missing vertices
+        common = {"n_vertices": self.n_vertices, "n_samples": self.n_samples, "vertex": vertex, "device": device,
+                  "verbose": self.verbose}
+        jobs = {j: delayed(grow_member)(m, X, y_idx, seed=int(grow_seeds[j]), name=f"simplex {j}", **common)
+                for j, m in enumerate(fitted) if m.simplex.n_vertices < self.n_vertices}
+        jobs.update({j: delayed(fit_simplex)(modules[j], X, y_idx, seed=int(seeds[j]), name=f"simplex {j}",
+                                             pretrained=pretrained, mode=mode, **common)
+                     for j in range(len(fitted), len(modules))})
+        results = dict(zip(jobs, Parallel(n_jobs=self.n_jobs)(jobs.values())))
+        call = max((r.get("fit", 0) for m in fitted for r in m.history), default=-1) + 1
         self.classes_ = classes
         self._input_shape = X.shape[1:]
-        self.members_ = list(results)
+        self.members_ = [fitted[j] if j not in results else with_fit_call(results[j], call, fitted[j:j + 1])
+                         for j in range(len(modules))]
         self.log_volumes_ = np.array([float(m.simplex.log_volume()) for m in self.members_])
         return self
 

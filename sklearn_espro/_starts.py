@@ -20,10 +20,11 @@ from torch import nn
 
 from ._core.validation import mode_state_dict
 from ._core.members import VertexTraining
+from ._core.prediction import Member
 from ._core.modes import ModeTraining
 
-__all__ = ["MAX_SEED", "encode_labels", "initial_modules", "optimizer_arguments", "seeded", "training_settings",
-           "weighted_criterion_kwargs"]
+__all__ = ["MAX_SEED", "check_warm_start", "encode_labels", "initial_modules", "optimizer_arguments", "seeded",
+           "training_settings", "weighted_criterion_kwargs", "with_fit_call"]
 
 MAX_SEED = np.iinfo(np.int32).max
 Build = Callable[[], nn.Module]
@@ -104,3 +105,30 @@ def weighted_criterion_kwargs(kwargs: dict[str, Any], class_weight, classes: np.
             raise ValueError(f"class_weight names labels that are not in y: {sorted(unknown, key=str)}.")
     weights = compute_class_weight(class_weight, classes=classes, y=y)
     return {**kwargs, "weight": torch.tensor(weights, dtype=torch.float32)}
+
+
+def check_warm_start(estimator, fitted: Sequence[Member], input_shape: tuple, classes: np.ndarray) -> None:
+    """Raise ValueError unless a warm-started ``fit`` can add to ``fitted``: same sample shape and classes,
+    no fewer members or vertices than fitted."""
+    if input_shape != estimator._input_shape:
+        raise ValueError(f"X has samples of shape {input_shape}, but the fitted members were trained on samples of "
+                         f"shape {estimator._input_shape}; warm_start=True needs data of the same shape.")
+    if len(classes) != len(estimator.classes_) or (classes != estimator.classes_).any():
+        raise ValueError(f"y has the classes {classes.tolist()}, but the fitted members were trained on "
+                         f"{estimator.classes_.tolist()}; warm_start=True needs the same classes.")
+    n_members = len(estimator.modes) if estimator.modes is not None else estimator.n_modes
+    if n_members < len(fitted):
+        name = "modes holds" if estimator.modes is not None else "n_modes is"
+        raise ValueError(f"{name} {n_members}, but {len(fitted)} members are fitted: with warm_start=True a fit "
+                         "can only add members (set warm_start=False to fit anew).")
+    most = max(m.simplex.n_vertices for m in fitted)
+    if estimator.n_vertices < most:
+        raise ValueError(f"n_vertices={estimator.n_vertices}, but the fitted simplexes have {most} vertices: with "
+                         "warm_start=True a fit can only add vertices (set warm_start=False to fit anew).")
+
+
+def with_fit_call(member: Member, call: int, before: Sequence[Member]) -> Member:
+    """``member`` with ``"fit": call`` in the records that this call added (those beyond ``before[0]``'s)."""
+    kept = len(before[0].history) if before else 0
+    history = [r if i < kept else {**r, "fit": call} for i, r in enumerate(member.history)]
+    return Member(member.simplex, member.coords, member.buffers, history)

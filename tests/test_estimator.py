@@ -215,3 +215,60 @@ def test_class_weight_balanced_or_dict_weights_the_loss(digits):
     assert by_dict.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.02
     same = ESPROClassifier(criterion__weight=torch.tensor([1.0, 9.0]), **kw).fit(X, y2)
     np.testing.assert_allclose(same.predict_proba(X), by_dict.predict_proba(X), atol=1e-6)
+
+
+def _records(clf, **match):
+    return [r for r in clf.history_ if all(r.get(k) == v for k, v in match.items())]
+
+
+def test_warm_start_with_more_vertices_trains_only_the_missing_ones(digits):
+    X, y, X_test, _ = digits
+    clf = ESPROClassifier(n_vertices=2, warm_start=True, **FAST).fit(X, y)
+    first = [{k: v.clone() for k, v in s.vertices.items()} for s in clf.simplexes_]
+    assert {r["fit"] for r in clf.history_} == {0}
+    assert clf.set_params(n_vertices=4).fit(X, y) is clf
+    for before, simplex in zip(first, clf.simplexes_):
+        assert simplex.n_vertices == 4
+        assert all(torch.equal(simplex.vertices[k][:2], before[k]) for k in before)  # the fitted vertices, kept
+    added = _records(clf, fit=1)
+    assert all(r["phase"] == "vertex" for r in added)  # no mode trained again
+    assert len(added) == 2 * 2 * FAST["vertex_epochs"]  # 2 simplexes x 2 new vertices x their epochs
+    assert sorted({(r["simplex"], r["vertex"]) for r in added}) == [(0, 2), (0, 3), (1, 2), (1, 3)]
+    assert len(_records(clf, fit=0)) == 2 * (FAST["max_epochs"] + FAST["vertex_epochs"])
+    assert all(m.coords.shape == (5, 4) for m in clf.members_)  # prediction models drawn from the grown simplexes
+    np.testing.assert_allclose(clf.predict_proba(X_test).sum(1), 1, rtol=1e-6)
+
+
+def test_warm_start_with_more_modes_trains_only_the_new_members(digits):
+    X, y, _, _ = digits
+    clf = ESPROClassifier(n_vertices=2, warm_start=True, **FAST).fit(X, y)
+    members = list(clf.members_)
+    clf.set_params(n_modes=3).fit(X, y)
+    assert clf.members_[:2] == members  # the very same fitted members
+    added = _records(clf, fit=1)
+    assert {r["simplex"] for r in added} == {2}
+    assert len(added) == FAST["max_epochs"] + FAST["vertex_epochs"]
+    # the new member is the one a cold fit with three modes trains third
+    cold = ESPROClassifier(n_vertices=2, **{**FAST, "n_modes": 3}).fit(X, y)
+    for k, v in cold.simplexes_[2].vertices.items():
+        torch.testing.assert_close(clf.simplexes_[2].vertices[k], v)
+    before = list(clf.members_)
+    clf.fit(X, y)  # the same parameters: nothing new
+    assert clf.members_ == before and not _records(clf, fit=2)
+
+
+def test_warm_start_refuses_fewer_members_vertices_or_other_data(digits):
+    X, y, _, _ = digits
+    clf = ESPROClassifier(n_vertices=2, warm_start=True, **FAST).fit(X, y)
+    with pytest.raises(ValueError, match="n_modes is 1, but 2 members are fitted"):
+        clf.set_params(n_modes=1).fit(X, y)
+    with pytest.raises(ValueError, match="n_vertices=1, but the fitted simplexes have 2 vertices"):
+        clf.set_params(n_modes=2, n_vertices=1).fit(X, y)
+    clf.set_params(n_vertices=2)
+    with pytest.raises(ValueError, match=r"X has samples of shape \(32,\), but the fitted members were trained"):
+        clf.fit(X[:, :32], y)
+    with pytest.raises(ValueError, match=r"y has the classes \[0, 1, 2, 3, 4, 5, 6, 7, 8\]"):
+        clf.fit(X[y < 9], y[y < 9])
+    assert len(clf.members_) == 2 and not _records(clf, fit=1)  # a refused fit changes nothing
+    cold = clone(clf).set_params(warm_start=False, n_modes=1).fit(X, y)  # without warm_start: a new fit
+    assert len(cold.members_) == 1

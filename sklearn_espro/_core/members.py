@@ -20,7 +20,7 @@ from .modes import ModeTraining, train_mode
 from .prediction import Member, draw_member
 from .simplex import Simplex, batched_forward
 
-__all__ = ["VertexTraining", "fit_simplex", "sample_members"]
+__all__ = ["VertexTraining", "fit_simplex", "grow_member", "sample_members"]
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,65 @@ def fit_simplex(
                 module, X, y, mode, seed=seed, device=device, phase=f"the mode of {name}", on_epoch=on_epoch
             )
         with own_global_rng(device, seed):
-            member = _grow_and_sample(module, X, y, n_vertices, n_samples, vertex, device, seed, name, on_epoch)
+            simplex = Simplex.from_module(module.to(device).eval()).to(device)
+            member = _grow_and_sample(simplex, X, y, n_vertices, n_samples, vertex, device, seed, name, on_epoch)
     finally:
         if bar is not None:
             bar.close()
+    return _on_cpu(member, history)
+
+
+def grow_member(member: Member, X: np.ndarray, y: np.ndarray, *, n_vertices: int, n_samples: int,
+                vertex: VertexTraining, device: str, seed: int, name: str = "simplex", verbose: int = 0) -> Member:
+    """A fitted member grown to ``n_vertices``: its vertices kept, only the missing ones trained (warm start).
+
+    Its prediction models are drawn anew (``n_samples`` of them) from the grown simplex;
+    its history gains the new vertices' epochs.
+
+    Parameters
+    ----------
+    member : Member
+        Fitted, with fewer than ``n_vertices`` vertices.
+    X, y, n_vertices, n_samples, vertex, device, seed, name, verbose
+        As in :func:`fit_simplex`.
+
+    Returns
+    -------
+    Member
+        On the CPU.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> X, y = np.random.RandomState(0).randn(40, 4).astype(np.float32), np.arange(40) % 2
+    >>> vertex = VertexTraining(epochs=1, lr=0.01, schedule="cosine", batch_size=10, n_train_samples=1,
+    ...                         optimizer=torch.optim.SGD, optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+    ...                         volume_reg=0.0)
+    >>> one = Member(Simplex.from_module(torch.nn.Linear(4, 2)), torch.ones(1, 1), {})
+    >>> grown = grow_member(one, X, y, n_vertices=3, n_samples=2, vertex=vertex, device="cpu", seed=0)
+    >>> grown.simplex.n_vertices, [r["vertex"] for r in grown.history]
+    (3, [1, 2])
+    """
+    bar = _progress_bar((n_vertices - member.simplex.n_vertices) * vertex.epochs, name, verbose)
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.update()
+
+    try:
+        with own_global_rng(device, seed):
+            grown = _grow_and_sample(member.simplex.to(device), X, y, n_vertices, n_samples, vertex, device, seed,
+                                     name, on_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _on_cpu(grown, list(member.history))
+
+
+def _on_cpu(member: Member, history: list[dict[str, Any]]) -> Member:
+    """The member on the CPU, its buffers its own (not views of the simplex's), ``history`` first."""
     member = member.to("cpu")
-    buffers = {k: v.clone() for k, v in member.buffers.items()}  # views of the simplex's become its own
+    buffers = {k: v.clone() for k, v in member.buffers.items()}
     return Member(member.simplex, member.coords, buffers, history + member.history)
 
 
@@ -163,11 +216,10 @@ def _progress_bar(total: int, name: str, verbose: int):
     return tqdm(total=total, desc=name, leave=True)
 
 
-def _grow_and_sample(module, X, y, n_vertices, n_samples, vertex: VertexTraining, device, seed, name,
+def _grow_and_sample(simplex: Simplex, X, y, n_vertices, n_samples, vertex: VertexTraining, device, seed, name,
                      on_epoch) -> Member:
-    """Grow the simplex of a trained mode and draw its prediction models (steps 2 and 3)."""
+    """Grow a simplex (on the device) to ``n_vertices`` and draw its prediction models (steps 2 and 3)."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    simplex = Simplex.from_module(module.to(device).eval()).to(device)
     X_t = torch.as_tensor(X, device=device)
     y_t = torch.as_tensor(y, device=device)
     simplex, records = grow_simplex(
