@@ -12,7 +12,9 @@ import torch
 from sklearn.utils import check_random_state
 from torch import Tensor, nn
 
-from ._core.validation import Interval, check_data, check_module_output, check_optimizer, validate_params
+from ._core.validation import (
+    Interval, check_data, check_module_output, check_optimizer, validate_params,
+)
 from .geometry import log_simplex_volume, sample_complex_coords
 from ._core.growing import grow_vertex
 from ._core.global_state import own_global_rng
@@ -126,6 +128,8 @@ class SimplicialComplex:
         train = None if X_train is None else torch.from_numpy(check_data(X_train, name="X_train"))
         if train is not None and train.shape[1:] != x.shape[1:]:
             raise ValueError(f"X_train has samples of shape {tuple(train.shape[1:])}, X of shape {x.shape[1:]}.")
+        if train is not None and len(train) < 2 and batchnorm_buffer_names(self.points.module):
+            raise ValueError(f"X_train has {len(train)} sample, but the module has BatchNorm layers, which need two.")
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         coords = self.sample_coords(n_samples, torch.Generator().manual_seed(seed))
         member = member_at(self.points, coords, train, batch_size)
@@ -289,7 +293,7 @@ def complex_plan(n_modes: int, n_connectors: int | None, simplexes) -> tuple[lis
         raise ValueError("simplexes lists a simplex twice.")
     faces = []
     for v in range(n_modes, n_modes + n_found):
-        rows = [tuple(u for u in s if u < v) for s in shape if v in s]
+        rows = list(dict.fromkeys(tuple(u for u in s if u < v) for s in shape if v in s))  # a face once
         if len({len(r) for r in rows}) != 1:
             raise ValueError(
                 f"simplexes: when connector c{v - n_modes} trains, the simplexes that hold it have "

@@ -1,46 +1,29 @@
-"""ESPROClassifier: the scikit-learn face of simplex ensembles (the estimator contract lives here)."""
+"""ESPROClassifier: the scikit-learn face of simplex ensembles for classification.
+
+The shared contract (parameters, ``fit``, the fitted members) is :class:`~sklearn_espro._base.ESPROBase`'s;
+this class says what classes are and averages the members' probabilities (Eq. 5).
+"""
 
 from __future__ import annotations
 
 from functools import partial
-from numbers import Integral, Real
-from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import check_random_state
-from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import ClassifierMixin
+from sklearn.utils.validation import validate_data
 from torch import nn
 
-from ._core.validation import (
-    Interval,
-    RoutedParamsMixin,
-    StrOptions,
-    build_module,
-    check_batchnorm_batch,
-    check_module,
-    check_no_bools,
-    check_training,
-    check_X_y,
-    resolve_device,
-)
-from ._starts import (
-    MAX_SEED, check_warm_start, encode_labels, initial_modules, optimizer_arguments, training_settings,
-    weighted_criterion_kwargs, with_fit_call,
-)
-from ._core.members import VertexTraining, fit_simplex, grow_member, sample_members
-from ._core.modes import ModeTraining
-from ._modules import MLP
-from ._core.global_state import own_global_rng
-from ._compat import Version03Attributes
+from ._base import ESPROBase, Targets
 from ._core.prediction import mean_probabilities
+from ._core.validation import StrOptions, check_criterion, check_module, check_X_y, resolve_device
+from ._modules import MLP
+from ._starts import encode_labels, weighted_criterion_kwargs
 
 __all__ = ["ESPROClassifier"]
 
 
-class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, BaseEstimator):
+class ESPROClassifier(ClassifierMixin, ESPROBase):
     """Simplex ensemble (ESPRO) of any torch module, as a scikit-learn classifier.
 
     Trains ``n_modes`` networks independently; around each grows a simplex of
@@ -189,29 +172,8 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
     """
 
     _parameter_constraints: dict = {
-        "module": [type, nn.Module],
-        "n_modes": [Interval(Integral, 1, None, closed="left")],
-        "n_vertices": [Interval(Integral, 1, None, closed="left")],
-        "volume_reg": [Interval(Real, 0, None, closed="left")],
-        "n_train_samples": [Interval(Integral, 1, None, closed="left")],
-        "n_samples": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "vertex_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "vertex_lr": [Interval(Real, 0, None, closed="neither")],
-        "vertex_schedule": [StrOptions({"cosine", "constant"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "optimizer": [type],
-        "criterion": [type],
+        **ESPROBase._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
-        "callbacks": [list, None],
-        "device": [StrOptions({"auto"}), str, torch.device],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "modes": [list, tuple, None],
-        "warm_start": ["boolean"],
     }
 
     def __init__(
@@ -267,109 +229,28 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         self.warm_start = warm_start
         self._kwargs = dict(kwargs)  # routed arguments; checked in fit
 
-    # -- fitting ----------------------------------------------------------------------
-    def fit(self, X, y):
-        """Train the modes, grow their simplexes, and fix the models used for prediction.
+    # -- what ESPROBase.fit asks of a classifier ------------------------------------------
+    def _validate_fit_data(self, X, y):
+        return check_X_y(partial(validate_data, self), X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, ...)
-            Cast to float32; 2-D for MLPs, 3-D or 4-D for convolutional networks.
-        y : array-like of shape (n_samples,)
-            Class labels of any type.
-
-        Returns
-        -------
-        self : ESPROClassifier
-        """
-        before = dict(self.__dict__)
-        try:
-            return self._fit(X, y)
-        except BaseException:  # an error, NaN loss or Ctrl-C leaves the estimator as it was
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
-
-    _INTEGERS = ("n_modes", "n_vertices", "n_train_samples", "n_samples", "max_epochs", "vertex_epochs",
-                 "batch_size", "predict_batch_size", "n_jobs")
-
-    def _fit(self, X, y):
-        # 1. everything is checked before anything trains
-        self._validate_params()
-        check_no_bools(self, self._INTEGERS)
-        self._check_routed()
-        X, y = check_X_y(partial(validate_data, self), X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
+    def _targets(self, y) -> Targets:
         classes, y_idx = encode_labels(y)
-        device = resolve_device(self.device)
-        n_classes = len(classes)
         criterion_kwargs = weighted_criterion_kwargs(self._routed("criterion__"), self.class_weight, classes, y)
-        check_training(self.optimizer, optimizer_arguments(self.optimizer, self._routed("optimizer__")),
-                       self.criterion, criterion_kwargs, n_classes, self.callbacks)
-        mode, vertex = self._training(n_classes, criterion_kwargs)
-        fitted = list(self.members_) if self.warm_start and hasattr(self, "members_") else []
-        if fitted:
-            check_warm_start(self, fitted, X.shape[1:], classes)
-        rng = check_random_state(self.random_state)
-        build = partial(self._build, X.shape[1], n_classes)
-        with own_global_rng(device):
-            modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
-            check_module(modules[0], X, n_classes, self.n_vertices, self.batch_size)
-            seeds = rng.randint(MAX_SEED, size=len(modules))
-            grow_seeds = rng.randint(MAX_SEED, size=len(fitted))  # new vertices of fitted members
-        # 2. one job per new member, or per fitted member with missing vertices
-        common = {"n_vertices": self.n_vertices, "n_samples": self.n_samples, "vertex": vertex, "device": device,
-                  "verbose": self.verbose}
-        jobs = {j: delayed(grow_member)(m, X, y_idx, seed=int(grow_seeds[j]), name=f"simplex {j}", **common)
-                for j, m in enumerate(fitted) if m.simplex.n_vertices < self.n_vertices}
-        jobs.update({j: delayed(fit_simplex)(modules[j], X, y_idx, seed=int(seeds[j]), name=f"simplex {j}",
-                                             pretrained=pretrained, mode=mode, **common)
-                     for j in range(len(fitted), len(modules))})
-        results = dict(zip(jobs, Parallel(n_jobs=self.n_jobs)(jobs.values())))
-        call = max((r.get("fit", 0) for m in fitted for r in m.history), default=-1) + 1
-        self.classes_ = classes
-        self._input_shape = X.shape[1:]
-        self.members_ = [fitted[j] if j not in results else with_fit_call(results[j], call, fitted[j:j + 1])
-                         for j in range(len(modules))]
-        self.log_volumes_ = np.array([float(m.simplex.log_volume()) for m in self.members_])
-        return self
+        return Targets(y_idx, len(classes), len(classes), criterion_kwargs, {"classes_": classes})
 
-    @property
-    def simplexes_(self) -> list:
-        return [m.simplex for m in self.members_]
+    def _check_criterion(self, targets: Targets) -> None:
+        check_criterion(self.criterion, targets.criterion_kwargs, targets.n_classes)
 
-    @property
-    def history_(self) -> list[dict[str, Any]]:
-        return [{"simplex": j, **record} for j, m in enumerate(self.members_) for record in m.history]
+    def _check_module(self, module: nn.Module, X: np.ndarray, targets: Targets) -> None:
+        check_module(module, X, targets.n_classes, self.n_vertices, self.batch_size)
 
-    def _build(self, n_features_in: int, n_classes: int) -> nn.Module:
-        return build_module(
-            self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_classes
-        )
-
-    def _training(self, n_classes: int, criterion_kwargs: dict[str, Any]) -> tuple[ModeTraining, VertexTraining]:
-        """How modes and vertices train, from the parameters (built once per fit)."""
-        optimizer_kwargs = optimizer_arguments(self.optimizer, self._routed("optimizer__"))
-        return training_settings(self.get_params(deep=False), optimizer_kwargs, n_classes, criterion_kwargs)
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "simplexes_")
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.three_d_array = True  # (n, channels, length) for convolutional modules
-        return tags
+    def _check_warm_targets(self, targets: Targets) -> None:
+        classes = targets.attributes["classes_"]
+        if len(classes) != len(self.classes_) or (classes != self.classes_).any():
+            raise ValueError(f"y has the classes {classes.tolist()}, but the fitted members were trained on "
+                             f"{self.classes_.tolist()}; warm_start=True needs the same classes.")
 
     # -- prediction -------------------------------------------------------------------
-    def _validate_X(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = check_X_y(partial(validate_data, self), X, reset=False, allow_nd=True, dtype=np.float32)
-        if X.shape[1:] != self._input_shape:
-            raise ValueError(
-                f"X has samples of shape {X.shape[1:]}, but ESPROClassifier was fitted on "
-                f"samples of shape {self._input_shape}."
-            )
-        return X
-
     @torch.no_grad()
     def predict_proba(self, X):
         """Mean class probabilities of the models sampled from every simplex (Eq. 5).
@@ -427,30 +308,3 @@ class ESPROClassifier(Version03Attributes, RoutedParamsMixin, ClassifierMixin, B
         """
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
-
-    def sample_models(self, n_models, *, X=None, random_state=None):
-        """Plain networks drawn uniformly from the simplexes (round-robin over simplexes).
-
-        Parameters
-        ----------
-        n_models : int
-            At least 0.
-        X : array-like of shape (n_samples, ...), default=None
-            Data on which BatchNorm statistics of each model are recomputed; required
-            when the module has BatchNorm layers and the simplexes have more than one vertex.
-        random_state : int, RandomState instance or None, default=None
-
-        Returns
-        -------
-        list of nn.Module
-            On the CPU, in evaluation mode.
-        """
-        check_is_fitted(self)
-        if isinstance(n_models, (bool, np.bool_)) or not isinstance(n_models, Integral) or n_models < 0:
-            raise ValueError(f"n_models must be a non-negative int, got {n_models!r}.")
-        seed = int(check_random_state(random_state).randint(MAX_SEED))
-        X_t = None if X is None else torch.from_numpy(self._validate_X(X))
-        if X_t is not None:
-            check_batchnorm_batch(self.simplexes_[0].module, self.batch_size, len(X_t))
-        # statistics over batches of the training batch size, as fit computes them
-        return sample_members(self.simplexes_, n_models, X_t, self.batch_size, seed)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ._core.landscape import weights_loss as _weights_loss
 from ._core.simplex import fixed_tensors, trainable_parameters
-from ._core.validation import Interval, check_data, validate_params
+from ._core.validation import check_data
 from ._planes import LossPlane, check_anchors
 
 __all__ = ["LossPlaneDisplay"]
@@ -95,7 +95,7 @@ class LossPlaneDisplay:
         -------
         LossPlaneDisplay
         """
-        _check_grid(resolution, margin, batch_size, grid_batch, levels)
+        _check_grid("from_estimator", resolution, margin, batch_size, grid_batch, levels)
         source = _estimator_source(estimator, simplex, vertices)
         display = _compute(*source, X, y, resolution, margin, batch_size, grid_batch, device)
         return display.plot(ax=ax, levels=levels)
@@ -122,7 +122,7 @@ class LossPlaneDisplay:
         -------
         LossPlaneDisplay
         """
-        _check_grid(resolution, margin, batch_size, grid_batch, levels)
+        _check_grid("from_module", resolution, margin, batch_size, grid_batch, levels)
         if not isinstance(module, nn.Module):
             raise ValueError(f"module must be an nn.Module; got {type(module).__name__}.")
         display = _compute(*_module_source(module, anchors), X, y, resolution, margin, batch_size, grid_batch, device)
@@ -164,13 +164,15 @@ class LossPlaneDisplay:
         return self
 
 
-@validate_params({"resolution": [Interval(Integral, 2, None, closed="left")],
-                  "margin": [Interval(Real, 0, None, closed="left")],
-                  "batch_size": [Interval(Integral, 1, None, closed="left")],
-                  "grid_batch": [Interval(Integral, 1, None, closed="left")],
-                  "levels": [Interval(Integral, 2, None, closed="left")]}, prefer_skip_nested_validation=True)
-def _check_grid(resolution, margin, batch_size, grid_batch, levels) -> None:
-    """Raise the scikit-learn error that names a bad grid argument."""
+def _check_grid(method: str, resolution, margin, batch_size, grid_batch, levels) -> None:
+    """A ValueError that names a bad grid argument of LossPlaneDisplay.``method``."""
+    for name, value, low, kind in (("resolution", resolution, 2, Integral), ("margin", margin, 0, Real),
+                                   ("batch_size", batch_size, 1, Integral), ("grid_batch", grid_batch, 1, Integral),
+                                   ("levels", levels, 2, Integral)):
+        if isinstance(value, bool) or not isinstance(value, kind) or not value >= low:
+            what = "an int" if kind is Integral else "a number"
+            raise ValueError(f"The {name!r} parameter of LossPlaneDisplay.{method} must be {what} >= {low}; "
+                             f"got {value!r}.")
 
 
 def _estimator_source(estimator, simplex: int, vertices):

@@ -223,4 +223,12 @@ class LossPlane(TransformerMixin, BaseEstimator):
     def plot(self, ax=None, levels=20):
         """Deprecated since 0.4.1 (with the loss grid): :meth:`LossPlaneDisplay.plot`. Returns the axes."""
         check_is_fitted(self, "loss_")
-        return self._display.plot(ax=ax, levels=levels).ax_
+        display = getattr(self, "_display", None)
+        if display is None:  # pickled by version 0.4.0
+            from ._plane_display import LossPlaneDisplay
+
+            plane = LossPlane()
+            plane._set_plane(self.anchors_)
+            display = LossPlaneDisplay(plane=plane, grid_u=self.grid_u_, grid_v=self.grid_v_, loss=self.loss_,
+                                       accuracy=self.accuracy_)
+        return display.plot(ax=ax, levels=levels).ax_

@@ -49,7 +49,7 @@ def optimizer_arguments(optimizer: type, routed: dict[str, Any]) -> dict[str, An
     return kwargs
 
 
-def training_settings(params: dict[str, Any], optimizer_kwargs: dict[str, Any], n_classes: int,
+def training_settings(params: dict[str, Any], optimizer_kwargs: dict[str, Any], n_classes: int | None,
                       criterion_kwargs: dict[str, Any]) -> tuple[ModeTraining, VertexTraining]:
     """How modes and vertices train, from the estimator's parameters and checked arguments."""
     p = params
@@ -107,15 +107,12 @@ def weighted_criterion_kwargs(kwargs: dict[str, Any], class_weight, classes: np.
     return {**kwargs, "weight": torch.tensor(weights, dtype=torch.float32)}
 
 
-def check_warm_start(estimator, fitted: Sequence[Member], input_shape: tuple, classes: np.ndarray) -> None:
-    """Raise ValueError unless a warm-started ``fit`` can add to ``fitted``: same sample shape and classes,
-    no fewer members or vertices than fitted."""
+def check_warm_start(estimator, fitted: Sequence[Member], input_shape: tuple) -> None:
+    """Raise ValueError unless a warm-started ``fit`` can add to ``fitted``: samples of the fitted
+    shape, no fewer members or vertices than fitted (the targets are the subclass's to check)."""
     if input_shape != estimator._input_shape:
         raise ValueError(f"X has samples of shape {input_shape}, but the fitted members were trained on samples of "
                          f"shape {estimator._input_shape}; warm_start=True needs data of the same shape.")
-    if len(classes) != len(estimator.classes_) or (classes != estimator.classes_).any():
-        raise ValueError(f"y has the classes {classes.tolist()}, but the fitted members were trained on "
-                         f"{estimator.classes_.tolist()}; warm_start=True needs the same classes.")
     n_members = len(estimator.modes) if estimator.modes is not None else estimator.n_modes
     if n_members < len(fitted):
         name = "modes holds" if estimator.modes is not None else "n_modes is"

@@ -62,6 +62,8 @@ def simplex_volumes(simplexes, *, log: bool = False) -> np.ndarray:
     >>> simplex_volumes([np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), np.array([[0.0], [3.0]])])
     array([0.5, 3. ])
     """
+    if not isinstance(log, (bool, np.bool_)):
+        raise ValueError(f"log must be True or False; got {log!r}.")
     return _volumes(simplexes, log, "simplexes")
 
 

@@ -169,3 +169,12 @@ def test_a_complex_with_batchnorm_recomputes_each_drawn_models_statistics(digits
     np.testing.assert_allclose(proba, torch.stack(by_hand).mean(0).numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="X_train has samples of shape"):
         cx.predict_proba(X_test, X_train=X[:, :10])
+
+
+def test_a_face_that_two_simplexes_share_counts_once_in_the_volume_term():
+    from sklearn_espro._complexes import complex_plan
+
+    # while c0 trains, (0, c0, c1) and (0, c0, c2) both cut to the face (0,): one simplex, not two
+    shape, faces = complex_plan(1, None, [(0, "c0", "c1"), (0, "c0", "c2")])
+    assert shape == [(0, 1, 2), (0, 1, 3)]
+    assert faces == [[(0,)], [(0, 1)], [(0, 1)]]

@@ -114,8 +114,10 @@ def test_loss_plane_and_display_errors_name_the_argument(fitted, digits):
         LossPlaneDisplay.from_estimator(fitted, X, y, vertices=(0, 1, 5))
     with pytest.raises(ValueError, match="simplex=2, but the estimator has 1 simplexes"):
         LossPlaneDisplay.from_estimator(fitted, X, y, simplex=2)
-    with pytest.raises(ValueError, match="The 'resolution' parameter"):
+    with pytest.raises(ValueError, match="The 'resolution' parameter of LossPlaneDisplay.from_estimator must be an int"):
         LossPlaneDisplay.from_estimator(fitted, X, y, resolution=1)
+    with pytest.raises(ValueError, match="The 'margin' parameter of LossPlaneDisplay.from_module must be a number"):
+        LossPlaneDisplay.from_module(nn.Linear(64, 10), np.zeros((3, 650)), X, y, margin=-1)
     with pytest.raises(ValueError, match="anchors must have shape"):
         LossPlaneDisplay.from_module(nn.Linear(64, 10), np.zeros((3, 5)), X, y)
     with pytest.raises(ValueError, match="lie on one line"):
@@ -152,6 +154,16 @@ def test_the_old_loss_plane_still_works_with_a_future_warning(fitted, digits):
     assert old.plot(ax=ax) is ax
     with pytest.raises(ValueError, match="Give either estimator"):
         LossPlane(fitted, module=nn.Linear(64, 10)).fit(X, y)
+
+
+def test_weights_loss_leaves_the_callers_module_as_it_was(digits):
+    from sklearn_espro._core.landscape import weights_loss
+
+    X, y, _, _ = digits
+    net = nn.Sequential(nn.Linear(64, 8), nn.BatchNorm1d(8), nn.Linear(8, 10)).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    weights_loss(net, flat_parameters(net)[None], X, y)
+    assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
 
 def test_weights_loss_names_a_wrong_shape():

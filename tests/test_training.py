@@ -217,3 +217,21 @@ def test_a_step_along_the_gradient_with_batchnorm_never_makes_a_batch_of_one():
     before = state.vertex.detach().clone()
     step_along_gradient(state, X, y, batch_size=10, step=0.05)
     assert (state.vertex.detach() - before).norm().item() > 0
+
+
+class _WithScalar(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear, self.temperature = nn.Linear(3, 2), nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x):
+        return self.linear(x) / self.temperature
+
+
+def test_a_parameter_with_no_dimensions_trains_as_a_vertex():
+    from sklearn_espro import ESPROClassifier
+
+    X, y = np.random.RandomState(0).randn(40, 3).astype(np.float32), np.arange(40) % 2
+    clf = ESPROClassifier(_WithScalar, n_modes=1, n_vertices=3, max_epochs=1, vertex_epochs=1, random_state=0).fit(X, y)
+    assert clf.simplexes_[0].vertices["temperature"].shape == (3,)
+    np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1, rtol=1e-6)

@@ -59,3 +59,5 @@ def test_the_function_and_the_transformer_give_the_same_volumes():
     np.testing.assert_allclose(SimplexVolume(log=True).fit_transform(simplexes).ravel(), logs)
     np.testing.assert_allclose(simplex_volumes(simplexes), np.exp(logs))
     assert simplex_volumes([np.array([[0.0, 0.0], [3.0, 4.0]])])[0] == pytest.approx(5.0)  # a segment's length
+    with pytest.raises(ValueError, match="log must be True or False; got 'yes'"):
+        simplex_volumes(simplexes, log="yes")

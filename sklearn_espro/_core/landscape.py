@@ -158,7 +158,7 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     X, y = check_data(X, y)
     check_batchnorm_batch(module, batch_size, len(X))
     y = _class_indices(module, X, y)
-    module = module.to(device)
+    module = copy.deepcopy(module).to(device)  # the caller's module keeps its device and mode
     weights = torch.as_tensor(np.asarray(weights, dtype=np.float32) if not torch.is_tensor(weights) else weights)
     n_params = sum(v[0].numel() for v in like.values())
     if weights.ndim != 2 or weights.shape[1] != n_params:

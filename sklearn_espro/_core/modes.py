@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, LRScheduler
 from torch import nn
 
@@ -31,7 +31,8 @@ class ModeTraining:
 
     Parameters
     ----------
-    n_classes : int
+    n_classes : int or None
+        Classes of a classifier; ``None`` for a regressor (skorch's ``NeuralNetRegressor``).
     max_epochs : int
         Epochs, the length of the cosine learning-rate schedule.
     lr : float
@@ -52,7 +53,7 @@ class ModeTraining:
     0.2
     """
 
-    n_classes: int
+    n_classes: int | None
     max_epochs: int
     lr: float
     batch_size: int
@@ -67,10 +68,9 @@ class _Interrupted(Exception):
     """Carries the user's KeyboardInterrupt past skorch, which would end the epoch loop quietly."""
 
 
-class ModeNet(NeuralNetClassifier):
-    """skorch's classifier, except that a KeyboardInterrupt no callback raised (Ctrl-C)
-    stops the whole fit; one raised by a callback (``EarlyStopping``) still only ends
-    this network's training, as in skorch."""
+class _StopOnInterrupt:
+    """A KeyboardInterrupt no callback raised (Ctrl-C) stops the whole fit; one raised by
+    a callback (``EarlyStopping``) still only ends this network's training, as in skorch."""
 
     def notify(self, method_name, **cb_kwargs):
         try:
@@ -87,6 +87,14 @@ class ModeNet(NeuralNetClassifier):
             if self.stopped_by_callback_:
                 raise
             raise _Interrupted from exc
+
+
+class ModeNet(_StopOnInterrupt, NeuralNetClassifier):
+    """skorch's classifier, stopped by Ctrl-C (see ``_StopOnInterrupt``)."""
+
+
+class ModeRegressorNet(_StopOnInterrupt, NeuralNetRegressor):
+    """skorch's regressor, stopped by Ctrl-C (see ``_StopOnInterrupt``)."""
 
 
 class _DeviceBatches:
@@ -142,7 +150,7 @@ def train_mode(
     module : nn.Module
         Initialised network mapping a float32 batch of ``X`` to logits; trained in place.
     X : ndarray of shape (n_samples, ...), float32
-    y : ndarray of shape (n_samples,), int64 class indices
+    y : ndarray of shape (n_samples,), int64 class indices, or (n_samples, n_targets) float32 targets
     training : ModeTraining
     device : str
     seed : int
@@ -184,7 +192,8 @@ def train_mode(
     # BatchNorm cannot normalise a last batch of one sample: leave that one sample out
     drop_last = len(X) % t.batch_size == 1 and has_batchnorm(module)
     data_device = _data_device(X, device)
-    net = ModeNet(
+    task = {"classes": list(range(t.n_classes))} if t.n_classes is not None else {}
+    net = (ModeNet if t.n_classes is not None else ModeRegressorNet)(
         module,
         criterion=t.criterion,
         optimizer=t.optimizer,
@@ -193,8 +202,8 @@ def train_mode(
         batch_size=t.batch_size,
         train_split=None,
         device=device,
-        classes=list(range(t.n_classes)),
         verbose=0,
+        **task,
         callbacks=[
             ("cosine", LRScheduler("CosineAnnealingLR", T_max=max(t.max_epochs, 1))),
             ("record", _Record()),
@@ -213,7 +222,7 @@ def train_mode(
     except _Interrupted:
         raise KeyboardInterrupt(f"training of {phase} was interrupted") from None
     net.module_.zero_grad(set_to_none=True)  # the last step's gradients are no part of the mode
-    if t.criterion is nn.CrossEntropyLoss and not t.criterion_kwargs and history:
+    if t.n_classes is not None and t.criterion is nn.CrossEntropyLoss and not t.criterion_kwargs and history:
         warn_if_not_learned(history[-1]["loss"], y, t.n_classes, phase, t.lr)
     return net.module_.cpu(), history
 

@@ -21,7 +21,8 @@ from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
 from ..geometry import sample_barycentric
 from .simplex import Params, Simplex, batched_forward, expand
 
-__all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "member_at", "model_buffers"]
+__all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "member_at", "member_outputs",
+           "model_buffers"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,6 +212,38 @@ def mean_probabilities(members: Sequence[Member], x: Tensor, batch_size: int,
         mean = mean_softmax(member.simplex.module.eval(), params, member.buffers, x, batch_size)
         total = mean if total is None else total + mean
     return (total / total.sum(1, keepdim=True)).cpu()
+
+
+@torch.no_grad()
+def member_outputs(member: Member, x: Tensor, batch_size: int, device: torch.device | str = "cpu") -> Tensor:
+    """Outputs of each of a member's prediction models, in evaluation mode: (n_models, n_samples, n_out), float64.
+
+    What a regressor averages as a mixture (a classifier averages softmaxes instead,
+    :func:`mean_probabilities`).
+
+    Parameters
+    ----------
+    member : Member
+    x : Tensor of shape (n_samples, ...)
+    batch_size : int
+    device : torch.device or str, default="cpu"
+
+    Returns
+    -------
+    Tensor of shape (n_models, n_samples, n_out), float64, on the CPU
+
+    Examples
+    --------
+    >>> import torch
+    >>> member = Member(Simplex.from_module(torch.nn.Linear(3, 2)), torch.ones(1, 1), {})
+    >>> member_outputs(member, torch.ones(4, 3), 2).shape
+    torch.Size([1, 4, 2])
+    """
+    member = member.to(device)
+    params = member.simplex.combine(member.coords)
+    module = member.simplex.module.eval()
+    return torch.cat([forward_models(module, params, member.buffers, xb).double()
+                      for xb in x.to(device).split(batch_size)], 1).cpu()
 
 
 def mean_softmax(module: nn.Module, params: Params, buffers: Params, x: Tensor, batch_size: int) -> Tensor:

@@ -133,7 +133,7 @@ def unflatten(flat: Tensor, like: Mapping[str, Tensor], n_leading: int = 1) -> P
     shapes = [v.shape[n_leading:] for v in like.values()]
     parts = flat.split([s.numel() for s in shapes], dim=-1)
     lead = flat.shape[:-1]
-    return {name: part.view(*lead, *shape) for name, part, shape in zip(like, parts, shapes)}
+    return {name: part.view(tuple(lead) + tuple(shape)) for name, part, shape in zip(like, parts, shapes)}
 
 
 def combine(vertices: Mapping[str, Tensor], coords: Tensor) -> Params:

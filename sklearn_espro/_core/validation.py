@@ -32,7 +32,6 @@ __all__ = [
     "check_no_bools",
     "check_optimizer",
     "check_trainable",
-    "check_training",
     "check_X_y",
     "check_batchnorm_batch",
     "check_modes",
@@ -383,13 +382,6 @@ def check_batchnorm_batch(module: nn.Module, batch_size: int, n_samples: int, na
         raise ValueError(f"{name}={batch_size}, but the module has BatchNorm layers, which need two samples a batch.")
     if n_samples < 2:
         raise ValueError(f"X has {n_samples} sample, but the module has BatchNorm layers, which need two.")
-
-
-def check_training(optimizer, optimizer_kwargs, criterion, criterion_kwargs, n_classes: int, callbacks) -> None:
-    """Optimizer, criterion and callbacks, checked together before anything trains."""
-    check_optimizer(optimizer, optimizer_kwargs)
-    check_criterion(criterion, criterion_kwargs, n_classes)
-    check_callbacks(callbacks)
 
 
 def check_module(module: nn.Module, X: np.ndarray, n_classes: int, n_vertices: int, batch_size: int) -> None:
