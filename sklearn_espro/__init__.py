@@ -11,6 +11,7 @@ from ._compat import install_moved_modules
 from ._complexes import SimplicialComplex, connect_modes
 from ._curves import CurveSWAG, fit_curve_swag
 from ._estimator import ESPROClassifier
+from ._regressor import ESPRORegressor
 from ._modules import MLP, ConvNet1d, ConvNet2d, ResNet1d
 from ._plane_display import LossPlaneDisplay
 from ._planes import LossPlane
@@ -21,6 +22,7 @@ from ._volume import SimplexVolume, simplex_volumes
 
 __all__ = [
     "ESPROClassifier",
+    "ESPRORegressor",
     "LossPlane",
     "LossPlaneDisplay",
     "MLP",

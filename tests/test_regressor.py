@@ -1,0 +1,124 @@
+"""ESPRORegressor: the scikit-learn contract, Gaussian outputs, the mixture, warm start."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from torch import nn
+
+from sklearn_espro import ESPRORegressor
+from sklearn_espro._core.regression import GaussianNLLLoss, mixture_moments
+
+SMALL = dict(n_modes=2, n_vertices=2, max_epochs=10, vertex_epochs=1, n_samples=2, batch_size=32,
+             module__hidden_sizes=(16,), random_state=0, device="cpu")
+# scikit-learn's checks fit on unscaled inputs (features around 100), where SGD on a learnt variance diverges
+# (a clear FloatingPointError): Adam, as scikit-learn's MLPRegressor uses, takes them
+CHECKED = {**SMALL, "optimizer": torch.optim.Adam, "lr": 0.01, "vertex_lr": 0.001}
+
+
+@pytest.mark.slow
+@parametrize_with_checks([ESPRORegressor(**CHECKED)])
+def test_sklearn_compatible_regressor(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 4).astype(np.float32)
+    y = 3.0 * X[:, 0] - 2.0 * X[:, 1] ** 2 + 10.0 + 0.3 * rng.randn(200)
+    return X, y
+
+
+class MeansOnly(nn.Module):
+    def __init__(self, n_features_in):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features_in, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_the_prediction_is_the_mixture_of_every_drawn_models_gaussian(data):
+    X, y = data
+    reg = ESPRORegressor(**SMALL).fit(X, y)
+    mean, std = reg.predict(X[:20], return_std=True)
+    assert mean.shape == std.shape == (20,) and (std > 0).all()
+    np.testing.assert_array_equal(reg.predict(X[:20]), mean)
+    # by hand: each drawn model's mean and softplus variance, a mixture with equal weights, y's units
+    means, variances = [], []
+    for member in reg.members_:
+        for model in member.models():
+            with torch.no_grad():
+                out = model(torch.from_numpy(X[:20])).double()
+            means.append(out[:, :1])
+            variances.append(nn.functional.softplus(out[:, 1:]) + 1e-6)
+    m, v = mixture_moments(torch.stack(means), torch.stack(variances), torch.full((len(means),), 1 / len(means)))
+    np.testing.assert_allclose(mean, m[:, 0].numpy() * reg.y_scale_[0] + reg.y_mean_[0], rtol=1e-5)
+    np.testing.assert_allclose(std, np.sqrt(v[:, 0].numpy()) * reg.y_scale_[0], rtol=1e-5)
+    assert reg.score(X, y) > 0.8  # R^2 on the training data
+
+
+def test_multi_output_and_a_means_only_module_with_a_fitted_noise_level(data):
+    X, y = data
+    Y = np.stack([y, -y], axis=1)
+    reg = ESPRORegressor(**SMALL).fit(X, Y)
+    mean, std = reg.predict(X[:5], return_std=True)
+    assert mean.shape == std.shape == (5, 2) and reg.n_targets_ == 2 and reg.noise_var_ is None
+    means_only = ESPRORegressor(MeansOnly, **{k: v for k, v in SMALL.items() if not k.startswith("module__")}).fit(X, y)
+    assert means_only.n_outputs_ == 1 and means_only.noise_var_.shape == (1,)
+    train_mean = (means_only.predict(X) - means_only.y_mean_) / means_only.y_scale_
+    standardized = (y - means_only.y_mean_) / means_only.y_scale_
+    np.testing.assert_allclose(means_only.noise_var_, [np.mean((standardized - train_mean) ** 2)], rtol=1e-4)
+    _, std = means_only.predict(X[:5], return_std=True)
+    assert (std >= np.sqrt(means_only.noise_var_[0]) * means_only.y_scale_[0] * (1 - 1e-6)).all()
+
+
+@pytest.mark.slow
+def test_pipeline_grid_search_and_an_exact_pickle(data):
+    X, y = data
+    pipe = Pipeline([("scale", StandardScaler()), ("espro", ESPRORegressor(**{**SMALL, "max_epochs": 4}))])
+    search = GridSearchCV(pipe, {"espro__volume_reg": [0.0, 0.1]}, cv=2).fit(X, y)
+    assert search.best_params_["espro__volume_reg"] in (0.0, 0.1)
+    reg = ESPRORegressor(**SMALL).fit(X, y)
+    loaded = pickle.loads(pickle.dumps(reg))
+    for a, b in zip(reg.predict(X, return_std=True), loaded.predict(X, return_std=True)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_regressor_errors_name_the_argument(data):
+    X, y = data
+    with pytest.raises(ValueError, match="returned 3 outputs per sample; a regressor's module returns the 1 means"):
+        ESPRORegressor(nn.Linear(4, 3), **{k: v for k, v in SMALL.items() if not k.startswith("module__")}).fit(X, y)
+    with pytest.raises(ValueError, match="criterion=CrossEntropyLoss failed on outputs of shape"):
+        ESPRORegressor(criterion=nn.CrossEntropyLoss, **SMALL).fit(X, np.arange(200) / 7.0 + 0.5)
+    with pytest.raises(ValueError):
+        ESPRORegressor(**SMALL).fit(X, np.array(["a"] * 200))
+    reg = ESPRORegressor(warm_start=True, **SMALL).fit(X, y)
+    with pytest.raises(ValueError, match="y has 2 targets, but the fitted members were trained on 1"):
+        reg.fit(X, np.stack([y, y], 1))
+
+
+def test_warm_start_keeps_the_standardisation_and_grows_vertices(data):
+    X, y = data
+    reg = ESPRORegressor(warm_start=True, **SMALL).fit(X, y)
+    scale, first = reg.y_scale_.copy(), reg.simplexes_[0].vertices["layers.0.weight"][:2].clone()
+    reg.set_params(n_vertices=3).fit(X, y * 2)  # other targets: the fitted members' units are kept
+    np.testing.assert_array_equal(reg.y_scale_, scale)
+    assert torch.equal(reg.simplexes_[0].vertices["layers.0.weight"][:2], first)
+    assert {r["vertex"] for r in reg.history_ if r["fit"] == 1} == {2}
+
+
+def test_the_gaussian_loss_of_means_and_variances():
+    loss = GaussianNLLLoss()
+    out = torch.tensor([[1.0, 0.5]])
+    var = float(nn.functional.softplus(torch.tensor(0.5))) + 1e-6
+    expected = 0.5 * (np.log(var) + (2.0 - 1.0) ** 2 / var + np.log(2 * np.pi))
+    assert float(loss(out, torch.tensor([[2.0]]))) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="returned 3 outputs"):
+        loss(torch.zeros(2, 3), torch.zeros(2, 1))
