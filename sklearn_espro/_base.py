@@ -174,7 +174,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
 
     @property
     def history_(self) -> list[dict[str, Any]]:
-        return [{"simplex": j, **record} for j, m in enumerate(self.members_) for record in m.history]
+        return [{"simplex": j, "fit": 0, **record} for j, m in enumerate(self.members_) for record in m.history]
 
     def _build(self, n_features_in: int, n_outputs: int) -> nn.Module:
         return build_module(self.module, self._routed("module__"), n_features_in=n_features_in, n_classes=n_outputs)

@@ -76,4 +76,5 @@ class Version03Attributes:
                 Member(s, c, b, [{k: v for k, v in r.items() if k != "simplex"} for r in history if r["simplex"] == j])
                 for j, (s, c, b) in enumerate(zip(simplexes, coords, buffers))
             ]
+        state.setdefault("warm_start", False)  # pickled before version 0.4.1
         super().__setstate__(state)

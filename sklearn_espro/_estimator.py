@@ -113,7 +113,9 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         vertices of each simplex from its fitted ones (and draws its prediction models
         anew), a larger ``n_modes`` (or a longer ``modes`` list) trains only the new
         members; the same parameters train nothing. X must have samples of the fitted
-        shape and y the fitted classes; fewer modes or vertices are refused.
+        shape and y the fitted classes; fewer modes or vertices are refused, and a
+        ``modes`` list may only gain networks at its end. Other parameters (``n_samples``,
+        ``module__*``, rates) apply to what this fit trains, not to fitted members.
     **kwargs
         ``module__*``, ``optimizer__*`` and ``criterion__*`` arguments, as in skorch.
 

@@ -7,6 +7,7 @@ Gaussian negative log-likelihood and predicts the mixture of every drawn model's
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import numpy as np
@@ -168,10 +169,14 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         targets.attributes["n_outputs_"] = width
         name = getattr(self.criterion, "__name__", repr(self.criterion))
         try:
-            out = self.criterion(**targets.criterion_kwargs)(torch.zeros(4, width), torch.zeros(4, t))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # nn.MSELoss only warns when it broadcasts (4, 2t) against (4, t)
+                out = self.criterion(**targets.criterion_kwargs)(torch.zeros(4, width), torch.zeros(4, t))
         except Exception as exc:
+            hint = (f" A criterion for means only needs a module of {t} outputs (module__n_classes={t})."
+                    if width == 2 * t else "")
             raise ValueError(f"criterion={name} failed on outputs of shape (4, {width}) and targets of shape "
-                             f"(4, {t}): {type(exc).__name__}: {exc}") from exc
+                             f"(4, {t}): {type(exc).__name__}: {exc}.{hint}") from exc
         if not isinstance(out, torch.Tensor) or out.ndim != 0 or not torch.isfinite(out):
             raise ValueError(f"criterion={name} must reduce outputs and targets to one finite number; got {out!r}.")
 

@@ -118,6 +118,13 @@ def check_warm_start(estimator, fitted: Sequence[Member], input_shape: tuple) ->
         name = "modes holds" if estimator.modes is not None else "n_modes is"
         raise ValueError(f"{name} {n_members}, but {len(fitted)} members are fitted: with warm_start=True a fit "
                          "can only add members (set warm_start=False to fit anew).")
+    if estimator.modes is not None:  # the list may only grow at its end
+        for j, (member, mode) in enumerate(zip(fitted, estimator.modes)):
+            fitted_mode = {k: v[0] for k, v in member.simplex.vertices.items()}
+            given = mode_state_dict(mode, j)
+            if any(k in given and not torch.equal(given[k].detach().cpu().to(v.dtype), v) for k, v in fitted_mode.items()):
+                raise ValueError(f"modes[{j}] is not the mode member {j} was fitted from: with warm_start=True the "
+                                 "modes list may only gain networks at its end.")
     most = max(m.simplex.n_vertices for m in fitted)
     if estimator.n_vertices < most:
         raise ValueError(f"n_vertices={estimator.n_vertices}, but the fitted simplexes have {most} vertices: with "

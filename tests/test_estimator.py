@@ -272,3 +272,28 @@ def test_warm_start_refuses_fewer_members_vertices_or_other_data(digits):
     assert len(clf.members_) == 2 and not _records(clf, fit=1)  # a refused fit changes nothing
     cold = clone(clf).set_params(warm_start=False, n_modes=1).fit(X, y)  # without warm_start: a new fit
     assert len(cold.members_) == 1
+
+
+def test_warm_start_refuses_a_modes_list_that_does_not_extend_the_fitted_one(digits):
+    X, y, _, _ = digits
+    nets = [MLP(64, 10, hidden_sizes=(8,)) for _ in range(2)]
+    clf = ESPROClassifier(modes=nets[:1], n_vertices=2, warm_start=True, module__hidden_sizes=(8,), **FAST).fit(X, y)
+    with pytest.raises(ValueError, match=r"modes\[0\] is not the mode member 0 was fitted from"):
+        clf.set_params(modes=nets[::-1]).fit(X, y)
+    clf.set_params(modes=nets).fit(X, y)  # extended at its end: one new member
+    assert len(clf.members_) == 2 and {r["simplex"] for r in clf.history_ if r["fit"] == 1} == {1}
+
+
+def test_an_estimator_pickled_before_warm_start_refits_and_clones(digits):
+    X, y, _, _ = digits
+    clf = ESPROClassifier(n_vertices=1, **FAST).fit(X, y)
+    state = clf.__getstate__()
+    del state["warm_start"]  # as version 0.4.0 pickled it
+    for member in state["members_"]:
+        for record in member.history:
+            record.pop("fit", None)
+    old = ESPROClassifier.__new__(ESPROClassifier)
+    old.__setstate__(state)
+    assert clone(old).get_params()["warm_start"] is False
+    assert {r["fit"] for r in old.history_} == {0}
+    old.fit(X, y)

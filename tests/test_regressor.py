@@ -122,3 +122,22 @@ def test_the_gaussian_loss_of_means_and_variances():
     assert float(loss(out, torch.tensor([[2.0]]))) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="returned 3 outputs"):
         loss(torch.zeros(2, 3), torch.zeros(2, 1))
+
+
+def test_a_criterion_that_would_broadcast_and_a_module_of_the_wrong_shape_are_refused(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"criterion=MSELoss failed on outputs of shape \(4, 2\).*module__n_classes=1"):
+        ESPRORegressor(criterion=nn.MSELoss, **SMALL).fit(X, y)
+    means_only = {k: v for k, v in SMALL.items() if not k.startswith("module__")}
+    ESPRORegressor(MeansOnly, criterion=nn.MSELoss, **{**means_only, "max_epochs": 1, "vertex_epochs": 1}).fit(X, y)
+
+    class Flat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.linear(x)[:, 0]
+
+    with pytest.raises(ValueError, match=r"returned a tensor of shape \(2,\).*expected a 2-D tensor \(2, n_outputs\)"):
+        ESPRORegressor(Flat(), **means_only).fit(X, y)

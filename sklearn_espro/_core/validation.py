@@ -153,7 +153,10 @@ def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int | None)
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"The module {name} returned a {type(out).__name__}; it must return a tensor of logits.")
     if n_classes is None:
-        n_classes = out.shape[-1] if out.ndim == 2 else -1
+        if out.ndim != 2 or len(out) != len(probe):
+            raise ValueError(f"The module {name} returned a tensor of shape {tuple(out.shape)} for a batch of shape "
+                             f"{tuple(probe.shape)}; expected a 2-D tensor ({len(probe)}, n_outputs).")
+        n_classes = out.shape[-1]
     if tuple(out.shape) != (len(probe), n_classes):
         raise ValueError(
             f"The module {name} returned logits of shape {tuple(out.shape)} for a batch of "
