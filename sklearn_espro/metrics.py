@@ -258,11 +258,12 @@ def member_disagreement(estimator, X) -> dict[str, float]:
     (True, True)
     """
     members, modes = member_probabilities(estimator, X)
-    n_simplexes, n_members = members.shape[:2]
-    within = [disagreement(members[j, a], members[j, b])
+    labels, mode_labels = members.argmax(-1), modes.argmax(-1)  # (J, M, n) and (J, n): each model's classes, once
+    n_simplexes, n_members = labels.shape[:2]
+    within = [np.mean(labels[j, a] != labels[j, b])
               for j in range(n_simplexes) for a, b in combinations(range(n_members), 2)]
-    between = [disagreement(members[i, a], members[j, b])
-               for i, j in combinations(range(n_simplexes), 2) for a in range(n_members) for b in range(n_members)]
-    of_modes = [disagreement(modes[i], modes[j]) for i, j in combinations(range(n_simplexes), 2)]
+    between = [np.mean(labels[i, :, None] != labels[j, None, :], axis=-1).mean()
+               for i, j in combinations(range(n_simplexes), 2)]
+    of_modes = [np.mean(mode_labels[i] != mode_labels[j]) for i, j in combinations(range(n_simplexes), 2)]
     return {name: float(np.mean(values)) if values else float("nan")
             for name, values in (("within_simplex", within), ("between_simplexes", between), ("between_modes", of_modes))}

@@ -58,3 +58,26 @@ def test_disagreement_needs_matching_shapes():
     assert disagreement([[1.0, 0.0]], [[1.0, 0.0]]) == 0.0
     with pytest.raises(ValueError, match="one shape"):
         disagreement([[1.0, 0.0]], [[1.0, 0.0, 0.0]])
+
+
+def test_member_disagreement_is_the_mean_over_pairs_within_and_between_simplexes():
+    from itertools import combinations
+
+    from sklearn_espro import ESPROClassifier
+    from sklearn_espro.metrics import disagreement, member_disagreement, member_probabilities
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 5)
+    y = (X[:, 0] > 0).astype(int)
+    clf = ESPROClassifier(n_modes=3, n_vertices=3, max_epochs=3, vertex_epochs=2, vertex_lr=0.5, random_state=0).fit(X, y)
+    members, modes = member_probabilities(clf, X)
+    J, M = members.shape[:2]
+    within = [disagreement(members[j, a], members[j, b]) for j in range(J) for a, b in combinations(range(M), 2)]
+    between = [disagreement(members[i, a], members[j, b])
+               for i, j in combinations(range(J), 2) for a in range(M) for b in range(M)]
+    out = member_disagreement(clf, X)
+    assert out["within_simplex"] == pytest.approx(np.mean(within))
+    assert out["between_simplexes"] == pytest.approx(np.mean(between))
+    assert out["between_modes"] == pytest.approx(np.mean([disagreement(modes[i], modes[j])
+                                                         for i, j in combinations(range(J), 2)]))
+    assert out["between_simplexes"] > 0

@@ -14,6 +14,8 @@ tensor math under all of them):
     the regularised loss (Eq. 1/3) and the vertex-training verbs.
 ``growing``, ``modes``, ``members``
     growing a simplex vertex by vertex; training a mode; one ensemble member end to end.
+``regression``
+    Gaussian outputs of a regression network: the loss and the mixture of the members.
 ``landscape``
     what the Section 4 tools share: the loss at any weight vectors.
 """
