@@ -18,7 +18,7 @@ from .global_state import own_global_rng
 from .growing import grow_simplex
 from .modes import ModeTraining, train_mode
 from .prediction import Member, draw_member
-from .simplex import Simplex, batched_forward
+from .simplex import Simplex, batched_forward, private_module
 
 __all__ = ["VertexTraining", "fit_simplex", "grow_member", "sample_members"]
 
@@ -249,7 +249,8 @@ def _check_fitted_simplex(simplex: Simplex, coords, buffers, x, name: str) -> No
         )
     if not all(torch.isfinite(v).all() for v in buffers.values() if v.is_floating_point()):
         raise FloatingPointError(f"The buffers (BatchNorm statistics) of {name} are not finite.")
-    logits = batched_forward(simplex.module.eval(), simplex.combine(coords), buffers, x)
+    with private_module(simplex.module) as module:
+        logits = batched_forward(module, simplex.combine(coords), buffers, x)
     if not torch.isfinite(logits.double().softmax(-1)).all():
         raise FloatingPointError(
             f"The models kept for prediction from {name} give non-finite probabilities on the training data."

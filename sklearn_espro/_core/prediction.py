@@ -19,7 +19,7 @@ from torch.func import functional_call
 
 from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
 from ..geometry import sample_barycentric
-from .simplex import Params, Simplex, batched_forward, expand
+from .simplex import Params, Simplex, batched_forward, expand, private_module
 
 __all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "member_at", "member_outputs",
            "model_buffers"]
@@ -100,7 +100,8 @@ def model_buffers(module: nn.Module, params: Params, buffers: Params, X: Tensor 
     out = expand(buffers, n_models)
     if X is None or not batchnorm_buffer_names(module):
         return out
-    return recompute_batchnorm(module, params, out, X.split(batch_sizes(len(X), batch_size, 2)))
+    with private_module(module) as work:  # recomputation sets the layers' mode and momentum
+        return recompute_batchnorm(work, params, out, X.split(batch_sizes(len(X), batch_size, 2)))
 
 
 def draw_member(simplex: Simplex, n_models: int, X: Tensor | None, batch_size: int,
@@ -209,7 +210,8 @@ def mean_probabilities(members: Sequence[Member], x: Tensor, batch_size: int,
     for member in members:
         member = member.to(device)
         params = member.simplex.combine(member.coords)
-        mean = mean_softmax(member.simplex.module.eval(), params, member.buffers, x, batch_size)
+        with private_module(member.simplex.module) as module:  # threads may share the fitted members
+            mean = mean_softmax(module, params, member.buffers, x, batch_size)
         total = mean if total is None else total + mean
     return (total / total.sum(1, keepdim=True)).cpu()
 
@@ -241,9 +243,9 @@ def member_outputs(member: Member, x: Tensor, batch_size: int, device: torch.dev
     """
     member = member.to(device)
     params = member.simplex.combine(member.coords)
-    module = member.simplex.module.eval()
-    return torch.cat([forward_models(module, params, member.buffers, xb).double()
-                      for xb in x.to(device).split(batch_size)], 1).cpu()
+    with private_module(member.simplex.module) as module:
+        return torch.cat([forward_models(module, params, member.buffers, xb).double()
+                          for xb in x.to(device).split(batch_size)], 1).cpu()
 
 
 def mean_softmax(module: nn.Module, params: Params, buffers: Params, x: Tensor, batch_size: int) -> Tensor:

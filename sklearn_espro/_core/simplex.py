@@ -10,7 +10,10 @@ one vectorised forward through ``torch.func.vmap`` over
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import threading
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +29,7 @@ __all__ = [
     "expand",
     "fixed_tensors",
     "flatten",
+    "private_module",
     "trainable_parameters",
     "unflatten",
 ]
@@ -236,6 +240,54 @@ def batched_forward(
         return vmap(call, in_dims=in_dims, randomness="different")(params, buffers, x)
 
 
+_pools: weakref.WeakKeyDictionary[nn.Module, list[nn.Module]] = weakref.WeakKeyDictionary()
+_pools_lock = threading.Lock()
+
+
+@contextmanager
+def private_module(module: nn.Module, *, training: bool = False) -> Iterator[nn.Module]:
+    """A copy of ``module`` that no other call uses while this block runs, in the mode asked for.
+
+    ``functional_call`` swaps weights into the module it runs, and BatchNorm
+    recomputation changes its layers' momentum and mode: two threads predicting with
+    one fitted estimator must not do that to one shared module. Each block borrows a
+    copy from a pool kept per ``module`` (made with ``copy.deepcopy`` the first time
+    more blocks overlap than the pool holds) and gives it back after; ``module``
+    itself is only read.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The architecture (a simplex's module); never changed.
+    training : bool, default=False
+        The mode of the copy inside the block.
+
+    Yields
+    ------
+    nn.Module
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 2).train()
+    >>> with private_module(net) as work:
+    ...     work is net, work.training
+    (False, False)
+    >>> net.training
+    True
+    """
+    with _pools_lock:
+        free = _pools.setdefault(module, [])
+        work = free.pop() if free else None
+    if work is None:
+        work = copy.deepcopy(module)
+    try:
+        yield work.train(training)
+    finally:
+        with _pools_lock:
+            _pools.setdefault(module, []).append(work)
+
+
 class Simplex:
     """A simplex of weights of one architecture.
 
@@ -313,11 +365,8 @@ class Simplex:
         """
         if buffers is None:
             buffers = expand(self.buffers, coords.shape[0])
-        was_training = self.module.training
-        try:
-            return batched_forward(self.module.eval(), self.combine(coords), buffers, x)
-        finally:
-            self.module.train(was_training)
+        with private_module(self.module) as module:
+            return batched_forward(module, self.combine(coords), buffers, x)
 
     def to_module(self, coords: Tensor, buffers: Params | None = None) -> nn.Module:
         """A plain ``nn.Module`` with the weights at ``coords`` (n_vertices,): ``torch.eye(n)[i]`` is vertex ``i``.

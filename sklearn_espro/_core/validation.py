@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from torch import nn
 
 from .batchnorm import has_batchnorm
+from .simplex import private_module
 
 __all__ = [
     "Interval",
@@ -139,17 +140,14 @@ def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int | None)
     """
     probe = torch.tensor(X[:2], device=next(iter(module.parameters()), torch.empty(0)).device)
     name = type(module).__name__
-    was_training = module.training
     try:
-        with torch.no_grad():
-            out = module.eval()(probe)
+        with torch.no_grad(), private_module(module) as work:  # module itself is shared by predicting threads
+            out = work(probe)
     except Exception as exc:
         raise ValueError(
             f"The module {name} failed on a batch of X of shape {tuple(probe.shape)} "
             f"(float32): {type(exc).__name__}: {exc}"
         ) from exc
-    finally:
-        module.train(was_training)
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"The module {name} returned a {type(out).__name__}; it must return a tensor of logits.")
     if n_classes is None:
