@@ -129,6 +129,9 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         # 1. everything is checked before anything trains
         self._validate_params()
         check_no_bools(self, self._INTEGERS)
+        if self.n_jobs == 0:
+            raise ValueError("The 'n_jobs' parameter must be None, a positive int, or a negative int (-1: all "
+                             "cores), as in joblib; got 0.")
         self._check_routed()
         X, y = self._validate_fit_data(X, y)
         targets = self._targets(y)

@@ -95,12 +95,14 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
     callbacks : list of skorch callbacks, default=None
         Added to the skorch net that trains each mode (``ProgressBar``,
         ``EarlyStopping(monitor="train_loss")``, ...); each mode gets a copy. Modes
-        train without a validation split, so a callback monitoring ``valid_*`` is refused.
+        train without a validation split: a callback may monitor ``"train_loss"`` only.
+        A ``skorch.callbacks.LRScheduler`` among them replaces the modes' cosine
+        schedule. Names starting with ``"espro_"`` are ESPRO's own.
     device : {"auto", "cpu", "cuda", ...}, default="auto"
         ``"auto"``: CUDA when available, else the CPU.
     n_jobs : int, default=None
         Simplexes trained in parallel by ``joblib`` (the backend is chosen outside
-        with ``joblib.parallel_config``).
+        with ``joblib.parallel_config``); not 0, as in joblib.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         ``1`` shows a progress bar per simplex with its loss and log-volume.

@@ -9,6 +9,7 @@ the contract.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -103,6 +104,11 @@ def weighted_criterion_kwargs(kwargs: dict[str, Any], class_weight, classes: np.
         unknown = set(class_weight) - set(classes.tolist())
         if unknown:
             raise ValueError(f"class_weight names labels that are not in y: {sorted(unknown, key=str)}.")
+        for label, weight in class_weight.items():
+            if (isinstance(weight, (bool, np.bool_)) or not isinstance(weight, Real)
+                    or not np.isfinite(weight) or weight <= 0):
+                raise ValueError(f"class_weight[{label!r}] is {weight!r}; each class weight must be a positive, "
+                                 "finite number (a class to ignore can be left out of y instead).")
     weights = compute_class_weight(class_weight, classes=classes, y=y)
     return {**kwargs, "weight": torch.tensor(weights, dtype=torch.float32)}
 

@@ -22,6 +22,9 @@ from .global_state import own_global_rng
 from .batchnorm import has_batchnorm
 from .growing import EpochCallback, check_finite
 
+INTERNAL_CALLBACK_PREFIX = "espro_"  # the names of the callbacks mode training adds to skorch's net
+MODE_MONITORS = ("train_loss",)  # what a callback may monitor in a mode's skorch history
+
 __all__ = ["ModeTraining", "train_mode"]
 
 
@@ -205,8 +208,9 @@ def train_mode(
         verbose=0,
         **task,
         callbacks=[
-            ("cosine", LRScheduler("CosineAnnealingLR", T_max=max(t.max_epochs, 1))),
-            ("record", _Record()),
+            *([] if _has_scheduler(t.callbacks) else  # a user's LRScheduler replaces the cosine schedule
+              [(f"{INTERNAL_CALLBACK_PREFIX}cosine", LRScheduler("CosineAnnealingLR", T_max=max(t.max_epochs, 1)))]),
+            (f"{INTERNAL_CALLBACK_PREFIX}record", _Record()),
             *copy.deepcopy(list(t.callbacks)),
         ],
         iterator_train=_DeviceBatches,
@@ -225,6 +229,12 @@ def train_mode(
     if t.n_classes is not None and t.criterion is nn.CrossEntropyLoss and not t.criterion_kwargs and history:
         warn_if_not_learned(history[-1]["loss"], y, t.n_classes, phase, t.lr)
     return net.module_.cpu(), history
+
+
+def _has_scheduler(callbacks) -> bool:
+    """Whether the user's callbacks hold a learning-rate scheduler (instance, class or named pair)."""
+    items = [c[1] if isinstance(c, tuple) and len(c) == 2 else c for c in callbacks]
+    return any(isinstance(c, LRScheduler) or (isinstance(c, type) and issubclass(c, LRScheduler)) for c in items)
 
 
 def warn_if_not_learned(loss: float, y: np.ndarray, n_classes: int, phase: str, lr: float) -> None:

@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from torch import nn
 
 from .batchnorm import has_batchnorm
+from .modes import INTERNAL_CALLBACK_PREFIX, MODE_MONITORS
 from .simplex import private_module
 
 __all__ = [
@@ -58,8 +59,8 @@ class RoutedParamsMixin:
         return {**super().get_params(deep=deep), **self._kwargs}
 
     def set_params(self, **params):
-        for key in [k for k in params if k.startswith(ROUTED) or k in self._kwargs]:
-            self._kwargs[key] = params.pop(key)
+        routed = {k: params.pop(k) for k in [k for k in params if k.startswith(ROUTED) or k in self._kwargs]}
+        self._kwargs = {**self._kwargs, **routed}  # a new dict: a shallow copy of the estimator keeps its own
         return super().set_params(**params)
 
     def _routed(self, prefix: str) -> dict[str, Any]:
@@ -338,12 +339,16 @@ def check_callbacks(callbacks) -> None:
                 f"callbacks[{i}] is a {type(cb).__name__}, not a skorch callback (an instance of "
                 "skorch.callbacks.Callback, or a (name, callback) pair)."
             )
+        name = item[0] if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) else None
+        if name is not None and name.startswith(INTERNAL_CALLBACK_PREFIX):
+            raise ValueError(f"callbacks[{i}] is named {name!r}; names starting with {INTERNAL_CALLBACK_PREFIX!r} "
+                             "belong to the callbacks ESPRO adds itself: choose another name.")
         monitor = getattr(cb, "monitor", None)
-        if isinstance(monitor, str) and monitor.startswith("valid"):
+        if isinstance(monitor, str) and monitor not in MODE_MONITORS:
             raise ValueError(
-                f"callbacks[{i}] ({type(cb).__name__}) monitors {monitor!r}, but modes train without a "
-                f"validation split, so there is no {monitor!r} to read: monitor 'train_loss' instead, "
-                f"e.g. {type(cb).__name__}(monitor='train_loss')."
+                f"callbacks[{i}] ({type(cb).__name__}) monitors {monitor!r}, but the history of a mode's training "
+                f"records only {', '.join(map(repr, MODE_MONITORS))} (modes train without a validation split): "
+                f"monitor 'train_loss' instead, e.g. {type(cb).__name__}(monitor='train_loss')."
             )
 
 
@@ -376,9 +381,25 @@ def check_modes(modes: Any, n_min: int = 1, n_max: int | None = None) -> list[nn
 
 
 def check_batchnorm_batch(module: nn.Module, batch_size: int, n_samples: int, name: str = "batch_size") -> None:
-    """BatchNorm in training mode needs two samples a batch: refuse ``batch_size`` or data that give one."""
+    """BatchNorm in training mode needs two samples a batch: refuse ``batch_size`` or data that give one.
+
+    BatchNorm layers without running statistics (``track_running_stats=False``) are refused
+    too: they normalise with the statistics of whatever rows are predicted together, so a
+    row's probabilities would depend on its neighbours and one row alone could not be
+    predicted; ESPRO's prediction models each need statistics of their own.
+    """
     if not has_batchnorm(module):
         return
+    batchless = [layer for layer, m in module.named_modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats]
+    if batchless:
+        raise ValueError(
+            f"The module {type(module).__name__} has BatchNorm layers without running statistics "
+            f"({batchless[0]!r} has track_running_stats=False): in evaluation mode they normalise each batch "
+            "by its own statistics, so a row's prediction would depend on the rows predicted with it. Use "
+            "track_running_stats=True (ESPRO recomputes the statistics of every model it predicts with), or a "
+            "normalisation that works per sample (nn.LayerNorm, nn.GroupNorm)."
+        )
     if batch_size < 2:
         raise ValueError(f"{name}={batch_size}, but the module has BatchNorm layers, which need two samples a batch.")
     if n_samples < 2:
