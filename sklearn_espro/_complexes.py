@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from numbers import Integral, Real
@@ -49,13 +50,14 @@ class SimplicialComplex:
 
     def __init__(self, points: Simplex, simplexes: Sequence[Sequence[int]], classes=None):
         self.points = points
-        self.simplexes = [tuple(int(i) for i in s) for s in simplexes]
+        self.simplexes = [_vertex_indices(s, k) for k, s in enumerate(simplexes)]
         self.classes = None if classes is None else np.asarray(classes)
         if not self.simplexes or len({len(s) for s in self.simplexes}) != 1 or not self.simplexes[0]:
             raise ValueError(f"simplexes must be a non-empty list of vertex-index tuples of one length; got {simplexes!r}.")
         outside = [i for s in self.simplexes for i in s if not 0 <= i < points.n_vertices]
         if outside:
             raise ValueError(f"simplexes name vertex {outside[0]}, but the complex has {points.n_vertices} vertices (0 to {points.n_vertices - 1}).")
+        _check_dimension(len(self.simplexes[0]), sum(v[0].numel() for v in points.vertices.values()), "simplexes have")
 
     @property
     def n_vertices(self) -> int:
@@ -82,6 +84,7 @@ class SimplicialComplex:
 
     def sample_coords(self, n_models: int, generator: torch.Generator | None = None) -> Tensor:
         """Weights over all vertices of ``n_models`` uniform points: (n_models, n_vertices)."""
+        _check_count("SimplicialComplex.sample_coords", "n_models", n_models)
         faces = torch.as_tensor(self.simplexes, dtype=torch.long)
         return sample_complex_coords(faces, self.log_volumes(), n_models, self.n_vertices, generator=generator)
 
@@ -91,6 +94,7 @@ class SimplicialComplex:
         For a complex from :func:`connect_modes`, ``first(n_modes + k)`` is the complex as
         it was after its first ``k`` connecting points (later points never move earlier ones).
         """
+        _check_count("SimplicialComplex.first", "n_vertices", n_vertices)
         if not 1 <= n_vertices <= self.n_vertices:
             raise ValueError(f"n_vertices must be in [1, {self.n_vertices}], got {n_vertices}.")
         vertices = {k: v[:n_vertices] for k, v in self.points.vertices.items()}
@@ -119,7 +123,8 @@ class SimplicialComplex:
         ndarray of shape (n_samples_X, n_classes)
             Columns in the order of ``classes`` (sorted labels).
         """
-        _check_prediction_args(n_samples, batch_size)
+        _check_count("SimplicialComplex.predict_proba", "n_samples", n_samples)
+        _check_count("SimplicialComplex.predict_proba", "batch_size", batch_size)
         x = check_data(X)
         check_module_output(self.points.module, x, None if self.classes is None else len(self.classes))
         if X_train is None and batchnorm_buffer_names(self.points.module):
@@ -137,6 +142,7 @@ class SimplicialComplex:
 
     def predict(self, X, n_samples: int = 20, random_state=None, *, X_train=None) -> np.ndarray:
         """The class of highest mean probability: a label of ``classes`` (or its index if None)."""
+        _check_count("SimplicialComplex.predict", "n_samples", n_samples)
         index = self.predict_proba(X, n_samples, random_state, X_train=X_train).argmax(1)
         return index if self.classes is None else self.classes[index]
 
@@ -152,10 +158,40 @@ class SimplicialComplex:
         return f"SimplicialComplex(n_vertices={self.n_vertices}, n_simplexes={len(self.simplexes)})"
 
 
-@validate_params({"n_samples": [Interval(Integral, 1, None, closed="left")],
-                  "batch_size": [Interval(Integral, 1, None, closed="left")]}, prefer_skip_nested_validation=True)
-def _check_prediction_args(n_samples: int, batch_size: int) -> None:
-    """Raise the scikit-learn error that names a bad ``n_samples`` or ``batch_size``."""
+def _check_count(where: str, name: str, value) -> None:
+    """A ValueError naming ``name`` unless ``value`` is an int >= 1 (a bool is not a count)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"The {name!r} parameter of {where} must be an int in the range [1, inf); got {value!r}.")
+
+
+def _check_no_bools(where: str, kind: str, **values) -> None:
+    """``True`` is an int and a number to Python, and to scikit-learn's checks: refuse it by name."""
+    for name, value in values.items():
+        if isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"The {name!r} parameter of {where} must be {kind}, not a bool; got {value!r}.")
+
+
+def _vertex_indices(simplex, k: int) -> tuple[int, ...]:
+    """``simplexes[k]`` of a SimplicialComplex as a tuple of distinct ints (no bools, no 1.5)."""
+    try:
+        if isinstance(simplex, (str, bytes)) or any(isinstance(i, (bool, np.bool_)) for i in simplex):
+            raise TypeError
+        out = tuple(operator.index(i) for i in simplex)
+    except TypeError:
+        raise ValueError(f"simplexes[{k}] must be a tuple of vertex indices (ints); got {simplex!r}.") from None
+    if len(set(out)) != len(out):
+        raise ValueError(f"simplexes[{k}] = {out!r} names a vertex twice.")
+    return out
+
+
+def _check_dimension(n_vertices: int, n_params: int, what: str, hint: str = "") -> None:
+    """A simplex of ``n_vertices`` has volume in ``n_params`` dimensions only if ``n_vertices <= n_params + 1``."""
+    if n_vertices > n_params + 1:
+        raise ValueError(
+            f"{what} {n_vertices} vertices, but the weights have {n_params} trainable parameter"
+            f"{'s' if n_params != 1 else ''}: a simplex of non-zero volume has at most n_params + 1 = "
+            f"{n_params + 1} vertices.{hint}"
+        )
 
 
 @validate_params(
@@ -253,8 +289,12 @@ def connect_modes(
     >>> chain.simplexes  # modes 0-2, then connectors c0 = 3 and c1 = 4
     [(0, 3), (1, 3), (1, 4), (2, 4)]
     """
+    _check_no_bools("connect_modes", "an int", n_connectors=n_connectors, epochs=epochs, batch_size=batch_size,
+                    n_train_samples=n_train_samples)
+    _check_no_bools("connect_modes", "a float", volume_reg=volume_reg, lr=lr)
     points, X_t, y_t, classes, generator = modes_on_device(modes, X, y, device, random_state, batch_size=batch_size)
-    shape, faces = complex_plan(len(modes), n_connectors, simplexes)
+    n_params = sum(v[0].numel() for v in points.vertices.values())
+    shape, faces = complex_plan(len(modes), n_connectors, simplexes, n_params=n_params)
     kwargs = dict(optimizer_kwargs or ({"momentum": 0.9} if optimizer is torch.optim.SGD else {}))
     check_optimizer(optimizer, kwargs)
     seed = int(generator.initial_seed())
@@ -268,13 +308,16 @@ def connect_modes(
     return SimplicialComplex(points.to("cpu"), shape, classes)
 
 
-def complex_plan(n_modes: int, n_connectors: int | None, simplexes) -> tuple[list[tuple[int, ...]], list[list[tuple[int, ...]]]]:
+def complex_plan(n_modes: int, n_connectors: int | None, simplexes, *,
+                 n_params: int | None = None) -> tuple[list[tuple[int, ...]], list[list[tuple[int, ...]]]]:
     """The complex's simplexes as vertex indices (modes first, then ``c0, c1, ...``) and, for each
     connector in training order, the faces it joins: its simplexes cut to the vertices trained before it.
 
     Raises ``ValueError`` naming ``simplexes`` (or ``n_connectors``) for a shape that cannot
-    be trained, before anything trains.
+    be trained, before anything trains; with ``n_params`` (the modes' trainable parameters),
+    also for simplexes of more than ``n_params + 1`` vertices, which have no volume.
     """
+    default = simplexes is None
     if simplexes is None:
         names = [f"c{j}" for j in range(1 if n_connectors is None else n_connectors)]
         simplexes = [(i, *names) for i in range(n_modes)]
@@ -291,6 +334,12 @@ def complex_plan(n_modes: int, n_connectors: int | None, simplexes) -> tuple[lis
                          f"{[len(s) for s in shape]}.")
     if len(set(shape)) != len(shape):
         raise ValueError("simplexes lists a simplex twice.")
+    if n_params is not None:
+        if default:  # a mode and every connector
+            _check_dimension(len(shape[0]), n_params, f"n_connectors={n_found} gives simplexes of",
+                             f" Use n_connectors <= {n_params}.")
+        else:
+            _check_dimension(len(shape[0]), n_params, "simplexes have")
     faces = []
     for v in range(n_modes, n_modes + n_found):
         rows = list(dict.fromkeys(tuple(u for u in s if u < v) for s in shape if v in s))  # a face once

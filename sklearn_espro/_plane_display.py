@@ -6,10 +6,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._core.landscape import weights_loss as _weights_loss
+from ._core.landscape import numeric_array, weights_loss as _weights_loss
 from ._core.simplex import fixed_tensors, trainable_parameters
 from ._core.validation import check_data
 from ._planes import LossPlane, check_anchors
@@ -73,6 +74,8 @@ class LossPlaneDisplay:
         Parameters
         ----------
         estimator : fitted ESPROClassifier
+            A classifier: the loss drawn is the cross-entropy of its labels (a TypeError
+            for a regressor or anything else).
         X : array-like of shape (n_samples, ...)
         y : array-like of shape (n_samples,)
             Labels from the estimator's ``classes_``.
@@ -95,7 +98,7 @@ class LossPlaneDisplay:
         -------
         LossPlaneDisplay
         """
-        _check_grid("from_estimator", resolution, margin, batch_size, grid_batch, levels)
+        _check_grid("LossPlaneDisplay.from_estimator", resolution, margin, batch_size, grid_batch, levels)
         source = _estimator_source(estimator, simplex, vertices)
         display = _compute(*source, X, y, resolution, margin, batch_size, grid_batch, device)
         return display.plot(ax=ax, levels=levels)
@@ -114,7 +117,8 @@ class LossPlaneDisplay:
             order (as :func:`sklearn_espro.flat_parameters` does).
         X : array-like of shape (n_samples, ...)
         y : array-like of shape (n_samples,)
-            Class indices of the module's outputs.
+            Class indices of the module's outputs: integers (or integer-valued floats, or
+            bools) from 0 to ``n_outputs - 1``; anything else, 0.5 or ``"a"``, is refused.
         resolution, margin, batch_size, grid_batch, device, ax, levels
             As in :meth:`from_estimator`.
 
@@ -122,7 +126,7 @@ class LossPlaneDisplay:
         -------
         LossPlaneDisplay
         """
-        _check_grid("from_module", resolution, margin, batch_size, grid_batch, levels)
+        _check_grid("LossPlaneDisplay.from_module", resolution, margin, batch_size, grid_batch, levels)
         if not isinstance(module, nn.Module):
             raise ValueError(f"module must be an nn.Module; got {type(module).__name__}.")
         display = _compute(*_module_source(module, anchors), X, y, resolution, margin, batch_size, grid_batch, device)
@@ -164,36 +168,43 @@ class LossPlaneDisplay:
         return self
 
 
-def _check_grid(method: str, resolution, margin, batch_size, grid_batch, levels) -> None:
-    """A ValueError that names a bad grid argument of LossPlaneDisplay.``method``."""
+def _check_grid(where: str, resolution, margin, batch_size, grid_batch, levels) -> None:
+    """A ValueError that names a bad grid argument of ``where`` (``"LossPlaneDisplay.from_module"``, ...)."""
     for name, value, low, kind in (("resolution", resolution, 2, Integral), ("margin", margin, 0, Real),
                                    ("batch_size", batch_size, 1, Integral), ("grid_batch", grid_batch, 1, Integral),
                                    ("levels", levels, 2, Integral)):
         if isinstance(value, bool) or not isinstance(value, kind) or not value >= low:
             what = "an int" if kind is Integral else "a number"
-            raise ValueError(f"The {name!r} parameter of LossPlaneDisplay.{method} must be {what} >= {low}; "
+            raise ValueError(f"The {name!r} parameter of {where} must be {what} >= {low}; "
                              f"got {value!r}.")
 
 
 def _estimator_source(estimator, simplex: int, vertices):
     """(module, parameter layout, buffers, anchors (3, P) float64, classes) of a fitted estimator's simplex."""
+    if not (isinstance(estimator, BaseEstimator) and is_classifier(estimator)):  # a regressor's loss is not this one
+        raise TypeError("estimator must be a fitted ESPROClassifier: LossPlaneDisplay draws the cross-entropy of "
+                        f"class labels; got {type(estimator).__name__}.")
     check_is_fitted(estimator)
     n_simplexes = len(estimator.simplexes_)
     if not isinstance(simplex, Integral) or isinstance(simplex, bool) or not 0 <= simplex < n_simplexes:
         raise ValueError(f"simplex={simplex}, but the estimator has {n_simplexes} simplexes (0 to {n_simplexes - 1}).")
     chosen = estimator.simplexes_[simplex]
-    if len(vertices) != 3 or len(set(vertices)) != 3 or not all(
-            isinstance(i, Integral) and 0 <= i < chosen.n_vertices for i in vertices):
-        raise ValueError(f"vertices={tuple(vertices)} must name 3 different vertices of the {chosen.n_vertices} "
+    try:
+        given = tuple(vertices)  # a list or an array too
+    except TypeError:
+        given = vertices
+    if not isinstance(given, tuple) or len(given) != 3 or len(set(given)) != 3 or not all(
+            isinstance(i, Integral) and not isinstance(i, bool) and 0 <= i < chosen.n_vertices for i in given):
+        raise ValueError(f"vertices={given!r} must name 3 different vertices of the {chosen.n_vertices} "
                          f"of simplex {simplex}.")
-    anchors = chosen.flat_vertices()[list(vertices)].double().numpy()
+    anchors = chosen.flat_vertices()[list(given)].double().numpy()
     return chosen.module, chosen.vertices, chosen.buffers, anchors, estimator.classes_
 
 
 def _module_source(module: nn.Module, anchors):
     """(module, parameter layout, buffers, anchors (3, P) float64, None) of a module and three weight vectors."""
     like = {k: v.unsqueeze(0) for k, v in trainable_parameters(module).items()}
-    anchors = np.asarray(anchors, dtype=np.float64)
+    anchors = numeric_array(anchors, "anchors")
     n_params = sum(v.numel() for v in like.values())
     if anchors.shape != (3, n_params):
         raise ValueError(f"anchors must have shape (3, {n_params}) for this module; got {anchors.shape}.")
@@ -202,7 +213,7 @@ def _module_source(module: nn.Module, anchors):
 
 def _compute(module, like, buffers, anchors, classes, X, y, resolution, margin, batch_size, grid_batch,
              device) -> LossPlaneDisplay:
-    """Evaluate loss and accuracy on the grid of the anchors' plane."""
+    """Evaluate loss and accuracy on the grid of the anchors' plane (``y``: labels of ``classes``, or class indices)."""
     X, y = check_data(X, y)
     if classes is not None:
         if not np.isin(y, classes).all():
@@ -217,7 +228,7 @@ def _compute(module, like, buffers, anchors, classes, X, y, resolution, margin, 
     grid_v = np.linspace(low[1] - pad[1], high[1] + pad[1], resolution)
     uu, vv = np.meshgrid(grid_u, grid_v)
     weights = torch.as_tensor(plane.inverse_transform(np.stack([uu.ravel(), vv.ravel()], axis=1))).float()
-    loss, accuracy = _weights_loss(module, weights, X, y.astype(np.int64), like=like, buffers=buffers,
+    loss, accuracy = _weights_loss(module, weights, X, y, like=like, buffers=buffers,
                                    batch_size=batch_size, grid_batch=grid_batch, device=device)
     return LossPlaneDisplay(plane=plane, grid_u=grid_u, grid_v=grid_v, loss=loss.reshape(resolution, resolution),
                             accuracy=accuracy.reshape(resolution, resolution))

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._core.landscape import numeric_array
 from ._core.validation import Interval
 from .geometry import plane_basis
 
@@ -37,8 +38,11 @@ def __getattr__(name: str):
 
 
 def check_anchors(W, name: str = "W") -> np.ndarray:
-    """Three finite weight vectors as a float64 copy of shape (3, n_params), or a ValueError naming ``name``."""
-    W = np.array(W, dtype=np.float64)  # a copy: the caller's array is never written
+    """Three finite weight vectors as a float64 copy of shape (3, n_params), or a ValueError naming ``name``.
+
+    A tensor (one that requires grad too) gives its values; strings are refused, not parsed.
+    """
+    W = np.array(numeric_array(W, name), dtype=np.float64)  # a copy: the caller's array is never written
     if W.ndim != 2 or W.shape[0] != 3 or W.shape[1] < 2:
         raise ValueError(f"{name} must hold three weight vectors, shape (3, n_params) with n_params >= 2; "
                          f"got shape {W.shape}.")
@@ -129,7 +133,8 @@ class LossPlane(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        W : array-like of shape (3, n_params)
+        W : array-like or Tensor of shape (3, n_params)
+            Numbers (a tensor that requires grad gives its values; strings are refused).
         y : ignored
             (With the deprecated ``estimator`` / ``module`` parameters: ``W`` is data and
             ``y`` its labels, and the loss grid is computed.)
@@ -156,14 +161,14 @@ class LossPlane(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        W : array-like of shape (n_vectors, n_params)
+        W : array-like or Tensor of shape (n_vectors, n_params)
 
         Returns
         -------
         ndarray of shape (n_vectors, 2)
         """
         check_is_fitted(self)
-        W = np.asarray(W, dtype=np.float64)
+        W = numeric_array(W, "W")
         if W.ndim != 2 or W.shape[1] != self.center_.shape[0]:
             raise ValueError(f"W must have shape (n_vectors, {self.center_.shape[0]}); got {W.shape}.")
         return (W - self.center_) @ self.basis_.T
@@ -173,14 +178,14 @@ class LossPlane(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_points, 2)
+        X : array-like or Tensor of shape (n_points, 2)
 
         Returns
         -------
         ndarray of shape (n_points, n_params)
         """
         check_is_fitted(self)
-        X = np.asarray(X, dtype=np.float64)
+        X = numeric_array(X, "X")
         if X.ndim != 2 or X.shape[1] != 2:
             raise ValueError(f"X must have shape (n_points, 2) (plane coordinates); got {X.shape}.")
         return self.center_ + X @ self.basis_
@@ -200,8 +205,9 @@ class LossPlane(TransformerMixin, BaseEstimator):
                       "deprecated since 0.4.1 and will be removed in 0.5: use LossPlaneDisplay.from_estimator or "
                       "LossPlaneDisplay.from_module for the loss, and LossPlane().fit(anchors) for the plane.",
                       FutureWarning, stacklevel=3)
-        from ._plane_display import _compute, _estimator_source, _module_source
+        from ._plane_display import _check_grid, _compute, _estimator_source, _module_source
 
+        _check_grid("LossPlane", self.resolution, self.margin, self.batch_size, self.grid_batch, 20)
         if self.estimator is not None:
             if self.module is not None or self.anchors is not None:
                 raise ValueError("Give either estimator (a fitted ESPROClassifier) or both module and anchors.")

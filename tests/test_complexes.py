@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_espro import ESPROClassifier, SimplexVolume
+from sklearn_espro import ESPROClassifier, Simplex, SimplexVolume, SimplicialComplex
 from sklearn_espro import connect_modes
 
 
@@ -178,3 +178,51 @@ def test_a_face_that_two_simplexes_share_counts_once_in_the_volume_term():
     shape, faces = complex_plan(1, None, [(0, "c0", "c1"), (0, "c0", "c2")])
     assert shape == [(0, 1, 2), (0, 1, 3)]
     assert faces == [[(0,)], [(0, 1)], [(0, 1)]]
+
+
+def _tiny_modes():
+    torch.manual_seed(0)
+    X, y = np.random.RandomState(0).randn(40, 2).astype(np.float32), np.arange(40) % 2
+    return [nn.Linear(2, 2) for _ in range(2)], X, y
+
+
+def test_counts_refuse_bools_with_the_argument_named():
+    modes, X, y = _tiny_modes()
+    cx = connect_modes(modes, X, y, epochs=1, random_state=0)
+    for call, name in ((lambda: cx.predict_proba(X, n_samples=True), "'n_samples' parameter of SimplicialComplex"),
+                       (lambda: cx.predict(X, n_samples=True), "'n_samples' parameter of SimplicialComplex.predict"),
+                       (lambda: cx.predict_proba(X, batch_size=True), "'batch_size' parameter of SimplicialComplex"),
+                       (lambda: cx.predict_proba(X, n_samples=np.True_), "'n_samples' parameter of SimplicialComplex"),
+                       (lambda: cx.sample_coords(True), "'n_models' parameter of SimplicialComplex.sample_coords"),
+                       (lambda: cx.sample_coords(0), "'n_models' parameter of SimplicialComplex.sample_coords"),
+                       (lambda: cx.first(True), "'n_vertices' parameter of SimplicialComplex.first"),
+                       (lambda: cx.first(2.0), "'n_vertices' parameter of SimplicialComplex.first")):
+        with pytest.raises(ValueError, match=name):
+            call()
+    for name in ("n_connectors", "epochs", "batch_size", "n_train_samples", "volume_reg", "lr"):
+        with pytest.raises(ValueError, match=f"The '{name}' parameter of connect_modes must be .*not a bool; got True"):
+            connect_modes(modes, X, y, **{name: True})
+    for bad in ((0, True), (0, 1.5), (0, 0)):
+        with pytest.raises(ValueError, match=r"simplexes\[0\]"):
+            SimplicialComplex(cx.points, [bad])
+
+
+def test_more_connectors_than_the_weight_space_holds_are_refused_before_training(monkeypatch):
+    import sklearn_espro._complexes as complexes
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained")
+
+    modes, X, y = _tiny_modes()  # 6 weights: a simplex has at most 7 affinely independent vertices
+    monkeypatch.setattr(complexes, "grow_vertex", no_training)
+    with pytest.raises(ValueError, match=r"n_connectors=8 gives simplexes of 9 vertices.*6 trainable parameters"
+                                         r".*at most n_params \+ 1 = 7 vertices"):
+        connect_modes(modes, X, y, n_connectors=8)
+    with pytest.raises(ValueError, match=r"simplexes have 8 vertices.*at most n_params \+ 1 = 7"):
+        connect_modes(modes, X, y, simplexes=[(0, 1, *[f"c{j}" for j in range(6)])])
+    with pytest.raises(AssertionError, match="trained"):  # 6 connectors: 7 vertices, the limit, trains
+        connect_modes(modes, X, y, n_connectors=6)
+    # a complex built by hand: its simplexes hold at most n_params + 1 vertices too
+    points = Simplex(nn.Linear(1, 1, bias=False), {"weight": torch.arange(3.0).view(3, 1, 1)})
+    with pytest.raises(ValueError, match=r"simplexes have 3 vertices.*1 trainable parameter"):
+        SimplicialComplex(points, [(0, 1, 2)])

@@ -194,3 +194,77 @@ def test_weights_loss_refuses_labels_that_are_not_class_indices_of_the_module():
     for bad in (np.array([0.5, 1, 0, 1]), np.array([-1, 1, 0, 1])):  # never silently truncated
         with pytest.raises(ValueError, match="y must hold class indices"):
             weights_loss(net, w, X, bad)
+
+
+def _linear_plane_setup():
+    net = nn.Linear(2, 2)
+    w = flat_parameters(net)
+    anchors = np.stack([w, w + np.eye(6)[0], w + np.eye(6)[1]])
+    X = np.random.RandomState(0).randn(20, 2).astype(np.float32)
+    return net, anchors, X, np.arange(20) % 2
+
+
+def test_from_module_refuses_labels_that_are_not_class_indices_never_truncating_them():
+    net, anchors, X, y = _linear_plane_setup()
+    # 0.5 once scored as class 0; labels of another kind belong to from_estimator (its classes_)
+    for bad, shown in ((y + 0.5, "0.5"), (np.where(y == 1, 1.0, np.nan), "nan"), (np.array(["a", "b"] * 10), "'a'"),
+                       (y - 1, "-1")):
+        with pytest.raises(ValueError, match=f"y must hold class indices.*got {shown}"):
+            LossPlaneDisplay.from_module(net, anchors, X, bad, resolution=3)
+    with pytest.raises(ValueError, match="y holds class index 2, but the module has 2 outputs"):
+        LossPlaneDisplay.from_module(net, anchors, X, y + 1, resolution=3)
+    # integer-valued floats and bools are the class indices they equal
+    exact = LossPlaneDisplay.from_module(net, anchors, X, y, resolution=3).loss
+    for same in (y.astype(np.float64), y == 1):
+        np.testing.assert_array_equal(LossPlaneDisplay.from_module(net, anchors, X, same, resolution=3).loss, exact)
+
+
+def test_loss_plane_takes_tensors_that_require_grad_and_refuses_strings():
+    W = torch.randn(3, 5, requires_grad=True)
+    plane = LossPlane().fit(W)
+    np.testing.assert_array_equal(plane.anchors_, W.detach().double().numpy())
+    np.testing.assert_allclose(plane.transform(W), plane.anchor_coords_, atol=1e-12)
+    np.testing.assert_allclose(plane.fit_transform(list(W)), plane.anchor_coords_, atol=1e-12)  # a list of rows
+    np.testing.assert_allclose(plane.inverse_transform(torch.zeros(1, 2, requires_grad=True)), plane.center_[None])
+    assert W.requires_grad and W.grad is None
+    for bad in ([["a", "b", "c"]] * 3, np.array([["1", "2", "3"], ["0", "1", "0"], ["3", "3", "1"]])):
+        with pytest.raises(ValueError, match="W must hold numbers"):
+            LossPlane().fit(bad)
+        with pytest.raises(ValueError, match="W must hold numbers"):
+            plane.transform(bad)
+    with pytest.raises(ValueError, match="X must hold numbers"):
+        plane.inverse_transform([["a", "b"]])
+    with pytest.raises(ValueError, match="W must hold numbers"):
+        LossPlane().fit(np.ones((3, 4)) * 1j)
+    # the display's anchors and data too
+    net, anchors, X, y = _linear_plane_setup()
+    expected = LossPlaneDisplay.from_module(net, anchors, X, y, resolution=3).loss
+    display = LossPlaneDisplay.from_module(net, torch.tensor(anchors, requires_grad=True),
+                                           torch.tensor(X, requires_grad=True), torch.as_tensor(y), resolution=3)
+    np.testing.assert_allclose(display.loss, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="anchors must hold numbers"):
+        LossPlaneDisplay.from_module(net, [["a"] * 6] * 3, X, y, resolution=3)
+
+
+def test_from_estimator_refuses_a_regressor_and_other_objects_before_computing(digits):
+    from sklearn_espro import ESPRORegressor
+
+    X, y = np.random.RandomState(0).randn(40, 3).astype(np.float32), np.arange(40) % 2
+    reg = ESPRORegressor(n_modes=1, n_vertices=3, max_epochs=1, vertex_epochs=1, n_samples=2,
+                         module__hidden_sizes=(4,), random_state=0, device="cpu").fit(X, X[:, 0])
+    for bad, name in ((reg, "ESPRORegressor"), (nn.Linear(3, 2), "Linear"), ("clf", "str")):
+        with pytest.raises(TypeError, match=f"estimator must be a fitted ESPROClassifier.*got {name}"):
+            LossPlaneDisplay.from_estimator(bad, X, y, resolution=3)
+    with pytest.warns(FutureWarning), pytest.raises(TypeError, match="estimator must be a fitted ESPROClassifier"):
+        LossPlane(reg, resolution=3).fit(X, y)
+
+
+def test_from_estimator_refuses_bools_as_vertices(fitted, digits):
+    X, y, _, _ = digits
+    with pytest.raises(ValueError, match=r"vertices=\(0, True, 2\) must name 3 different vertices"):
+        LossPlaneDisplay.from_estimator(fitted, X, y, vertices=(0, True, 2))
+    with pytest.raises(ValueError, match="vertices=3 must name 3 different vertices"):
+        LossPlaneDisplay.from_estimator(fitted, X, y, vertices=3)
+    np.testing.assert_array_equal(LossPlaneDisplay.from_estimator(fitted, X, y, vertices=np.array([2, 0, 1]),
+                                                                  resolution=3).plane.anchors_,
+                                  fitted.simplexes_[0].flat_vertices()[[2, 0, 1]].double().numpy())

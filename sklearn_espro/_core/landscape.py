@@ -11,6 +11,7 @@ each other.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ from .validation import check_batchnorm_batch, check_data, check_module_output, 
 from .prediction import model_buffers
 from .simplex import Simplex, batched_forward, fixed_tensors, flatten, trainable_parameters, unflatten
 
-__all__ = ["flat_parameters", "modes_on_device", "weights_loss"]
+__all__ = ["flat_parameters", "modes_on_device", "numeric_array", "weights_loss"]
 
 
 def modes_on_device(modes: Sequence[nn.Module], X, y, device: str, random_state, n_modes=(1, None), batch_size=2):
@@ -103,14 +104,49 @@ def flat_parameters(module: nn.Module) -> np.ndarray:
     return flatten(trainable_parameters(module), 0).cpu().numpy()
 
 
-def _class_indices(module: nn.Module, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``y`` as int64 class indices, each below the module's number of outputs."""
+def numeric_array(a, name: str, dtype=np.float64) -> np.ndarray:
+    """``a`` (array-like, tensor, or sequence of tensors) as a ``dtype`` array, or a ValueError naming ``name``.
+
+    Tensors are detached and moved to the CPU first (one that requires grad works on its
+    values); strings, complex numbers and other non-real values are refused, never parsed
+    or cut. May share memory with ``a``: copy before writing.
+    """
+    if isinstance(a, (list, tuple)) and a and all(torch.is_tensor(t) for t in a):
+        try:
+            a = torch.stack([t.detach().cpu() for t in a])
+        except RuntimeError as exc:
+            raise ValueError(f"{name} must hold tensors of one shape: {exc}") from exc
+    if torch.is_tensor(a):
+        if a.is_complex():
+            raise ValueError(f"{name} must hold real numbers; got a tensor of {a.dtype}.")
+        a = a.detach().to("cpu", torch.float64).numpy()
     try:
-        indices = y.astype(np.int64)
+        raw = np.asarray(a)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must hold numbers: {exc}") from exc
+    if raw.dtype.kind not in "biufO" or (raw.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in raw.flat)):
+        raise ValueError(f"{name} must hold numbers; got an array of {raw.dtype}"
+                         + (f" such as {raw.flat[0].tolist()!r}." if raw.size and hasattr(raw.flat[0], "tolist") else "."))
+    try:
+        return raw.astype(dtype, copy=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"y must hold class indices (integers from 0): {exc}") from exc
-    if not np.array_equal(indices, y) or (len(y) and indices.min() < 0):
-        raise ValueError("y must hold class indices: integers from 0 to the number of outputs minus one.")
+        raise ValueError(f"{name} must hold numbers: {exc}") from exc
+
+
+def _class_indices(module: nn.Module, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``y`` as int64 class indices, each below the module's number of outputs; never truncated (0.5 is refused)."""
+    indices = None
+    if y.dtype.kind in "biufO":  # bools are the indices 0 and 1; 1.0 is 1
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN cast to int: refused below
+            try:
+                indices = y.astype(np.int64)
+            except (TypeError, ValueError, OverflowError):
+                pass
+    wrong = np.ones(len(y), dtype=bool) if indices is None else (indices != y) | (indices < 0)
+    if wrong.any():
+        raise ValueError("y must hold class indices of the module's outputs, integers from 0 to n_outputs - 1 "
+                         f"(labels of another kind need an estimator's classes_); got {y[wrong][0].tolist()!r}.")
     n_outputs = check_module_output(module, X, None)
     if len(y) and indices.max() >= n_outputs:
         raise ValueError(f"y holds class index {indices.max()}, but the module has {n_outputs} outputs.")
@@ -159,7 +195,7 @@ def weights_loss(module: nn.Module, weights, X, y, *, like=None, buffers=None, b
     check_batchnorm_batch(module, batch_size, len(X))
     y = _class_indices(module, X, y)
     module = copy.deepcopy(module).to(device)  # the caller's module keeps its device and mode
-    weights = torch.as_tensor(np.asarray(weights, dtype=np.float32) if not torch.is_tensor(weights) else weights)
+    weights = weights if torch.is_tensor(weights) else torch.as_tensor(numeric_array(weights, "weights", np.float32))
     n_params = sum(v[0].numel() for v in like.values())
     if weights.ndim != 2 or weights.shape[1] != n_params:
         raise ValueError(f"weights must have shape (n_vectors, {n_params}) for this module; got {tuple(weights.shape)}.")

@@ -236,6 +236,7 @@ def check_data(X, y=None, *, n_features=None, name="X"):
     """
     from sklearn.utils import check_array
 
+    X, y = (v.detach().cpu() if isinstance(v, torch.Tensor) else v for v in (X, y))  # requires_grad: its values
     if y is not None and _length(X) is not None and _length(y) is not None and _length(X) != _length(y):
         raise ValueError(f"{name} has {_length(X)} samples but y has {_length(y)}; they must have one label per sample.")
     try:
