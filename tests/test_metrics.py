@@ -81,3 +81,106 @@ def test_member_disagreement_is_the_mean_over_pairs_within_and_between_simplexes
     assert out["between_modes"] == pytest.approx(np.mean([disagreement(modes[i], modes[j])
                                                          for i, j in combinations(range(J), 2)]))
     assert out["between_simplexes"] > 0
+
+
+# -- refusing what is not a classifier's probabilities (issue 20) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def regressor():
+    from sklearn_espro import ESPRORegressor
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 3).astype(np.float32)
+    y = X[:, 0] + 0.1 * rng.randn(60)
+    reg = ESPRORegressor(n_modes=1, n_vertices=2, max_epochs=2, vertex_epochs=1, module__hidden_sizes=(8,),
+                         random_state=0, device="cpu").fit(X, y)
+    return reg, X, y
+
+
+@pytest.mark.parametrize("name", ["member_probabilities", "member_disagreement", "simplex_diversity"])
+def test_member_metrics_refuse_a_regressor(regressor, name):
+    from sklearn_espro import metrics
+
+    reg, X, y = regressor
+    args = (reg, X, y) if name == "simplex_diversity" else (reg, X)
+    with pytest.raises(TypeError, match=f"{name} needs a fitted ESPROClassifier.*got ESPRORegressor"):
+        getattr(metrics, name)(*args)
+
+
+def test_member_metrics_refuse_other_objects():
+    from sklearn.linear_model import LogisticRegression
+
+    from sklearn_espro.metrics import member_probabilities
+
+    fitted = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    with pytest.raises(TypeError, match="member_probabilities needs a fitted ESPROClassifier.*LogisticRegression"):
+        member_probabilities(fitted, [[0.0]])
+    with pytest.raises(TypeError, match="member_probabilities needs a fitted ESPROClassifier.*NoneType"):
+        member_probabilities(None, [[0.0]])
+
+
+GOOD_Y, GOOD_PROBA = [0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    ({"y_true": [0, 1]}, "y_true"),  # one label short: used to broadcast
+    ({"y_true": [0, 1, 1, 0]}, "y_true"),
+    ({"y_true": [[0, 1, 1]]}, "y_true"),
+    ({"y_true": [0, 1, 2]}, "y_true"),  # a class with no column
+    ({"y_true": 1}, "y_true"),
+    ({"proba": [[0.9, 2.1], [0.2, 0.8], [0.6, 0.4]]}, "proba"),  # a row summing to 3: ECE above 1
+    ({"proba": [[1.2, -0.2], [0.2, 0.8], [0.6, 0.4]]}, "proba"),  # a negative probability
+    ({"proba": [[np.nan, 1.0], [0.2, 0.8], [0.6, 0.4]]}, "proba"),
+    ({"proba": [[np.inf, 1.0], [0.2, 0.8], [0.6, 0.4]]}, "proba"),
+    ({"proba": [0.1, 0.8, 0.4]}, "proba"),  # 1-D: only the positive class
+    ({"proba": [[0.9, 0.1], [0.2, 0.8]]}, "proba"),  # a row short
+    ({"proba": [["a", "b"], ["c", "d"], ["e", "f"]]}, "proba"),
+    ({"proba": [[0.9, 0.1], [0.2, 0.8], [1.0]]}, "proba"),  # ragged
+    ({"n_bins": 0}, "n_bins"),
+    ({"n_bins": -3}, "n_bins"),
+    ({"n_bins": 2.5}, "n_bins"),
+    ({"n_bins": True}, "n_bins"),
+    ({"n_bins": "15"}, "n_bins"),
+    ({"labels": [0]}, "labels"),  # too few labels
+    ({"labels": [0, 1, 2]}, "labels"),
+    ({"labels": [0, 0]}, "labels"),
+    ({"labels": [[0, 1]]}, "labels"),
+])
+@pytest.mark.parametrize("metric", ["expected_calibration_error", "uncertainty_metrics"])
+def test_calibration_metrics_refuse_bad_input_naming_the_argument(metric, kwargs, argument):
+    from sklearn_espro import metrics
+
+    call = {"y_true": GOOD_Y, "proba": GOOD_PROBA, **kwargs}
+    with pytest.raises(ValueError, match=rf"\b{argument}\b"):
+        getattr(metrics, metric)(call.pop("y_true"), call.pop("proba"), **call)
+
+
+@pytest.mark.parametrize("a,b,argument", [
+    ([[0.9, 2.1]], [[1.0, 0.0]], "proba_a"),
+    ([[1.0, 0.0]], [[-0.5, 1.5]], "proba_b"),
+    ([[np.nan, 1.0]], [[1.0, 0.0]], "proba_a"),
+    ([0.9, 0.1], [0.9, 0.1], "proba_a"),
+    ([[1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]], "one shape"),
+])
+def test_disagreement_refuses_what_are_not_probabilities(a, b, argument):
+    from sklearn_espro.metrics import disagreement
+
+    with pytest.raises(ValueError, match=argument):
+        disagreement(a, b)
+
+
+def test_rows_summing_to_one_within_float32_rounding_are_accepted_and_renormalised():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32) * np.float32(1.0004)
+    exact = expected_calibration_error([0, 1], proba.astype(np.float64) / proba.sum(1, keepdims=True))
+    assert expected_calibration_error([0, 1], proba) == pytest.approx(exact)
+    assert uncertainty_metrics([0, 1], proba)["ece"] == pytest.approx(exact)
+
+
+def test_ece_bins_a_confidence_just_above_an_edge_in_the_upper_bin():
+    # bins (0, 1/3], (1/3, 2/3], (2/3, 1]; c is the double just above 2/3, but c * 3 rounds to 2.0
+    c = float(np.nextafter(2 / 3, 1))
+    assert c > 2 / 3 and c * 3 == 2.0
+    proba = [[c, 1 - c], [0.9, 0.1]]  # rows summing to one exactly
+    y = [0, 1]  # the first right, the second wrong: one bin, accuracy 1/2
+    assert expected_calibration_error(y, proba, n_bins=3) == pytest.approx(abs(0.5 - (c + 0.9) / 2))
