@@ -70,6 +70,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         "vertex_schedule": [StrOptions({"cosine", "constant"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
         "optimizer": [type],
         "criterion": [type],
         "callbacks": [list, None],

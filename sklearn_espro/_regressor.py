@@ -11,6 +11,7 @@ import warnings
 from functools import partial
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import validate_data
@@ -18,7 +19,7 @@ from torch import nn
 
 from ._base import ESPROBase, Targets
 from ._core.prediction import member_outputs
-from ._core.regression import GaussianNLLLoss, gaussian_moments, mixture_moments
+from ._core.regression import GaussianNLLLoss, gaussian_moments, mixture_moments, standardize_targets
 from ._core.validation import (
     check_batchnorm_batch, check_module_output, check_trainable, check_X_y, resolve_device,
 )
@@ -45,7 +46,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         ``n_classes=2 * n_targets`` unless given (``module__n_classes``).
     criterion : nn.Module subclass, default=GaussianNLLLoss
         Takes the outputs and the standardised targets (n, n_targets); returns the mean loss.
-    n_modes, n_vertices, volume_reg, n_train_samples, n_samples, max_epochs, vertex_epochs, lr, vertex_lr, vertex_schedule, batch_size, predict_batch_size, optimizer, callbacks, device, n_jobs, random_state, verbose, modes, warm_start, **kwargs
+    n_modes, n_vertices, volume_reg, n_train_samples, n_samples, max_epochs, vertex_epochs, lr, vertex_lr, vertex_schedule, batch_size, max_grad_norm, predict_batch_size, optimizer, callbacks, device, n_jobs, random_state, verbose, modes, warm_start, **kwargs
         As in :class:`~sklearn_espro.ESPROClassifier`, except ``lr=0.02`` and
         ``vertex_lr=0.005``: the lowest validation NLL of ESPRO on diabetes and Friedman #1
         among lr 0.02-0.1 and vertex_lr 0.005-0.02 (``benchmarks/regression.py
@@ -57,7 +58,10 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
     n_features_in_ : int
     n_targets_ : int
     y_mean_, y_scale_ : ndarray of shape (n_targets,)
-        The standardisation of ``y`` (a scale of 0 becomes 1).
+        The standardisation of ``y``, computed on ``y / max|y|`` so that targets of any
+        scale float64 holds (1e-300 as 1e300) train as well as targets around 1. The scale
+        of a constant target is 10 ulp of its value (of 1 when it is 0): it is predicted to
+        machine precision.
     noise_var_ : ndarray of shape (n_targets,) or None
         For a means-only module: the mean squared residual of the ensemble's mean on the
         training data (standardised units), the variance of every model's Gaussian.
@@ -102,6 +106,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         vertex_lr=0.005,
         vertex_schedule="cosine",
         batch_size=64,
+        max_grad_norm=10.0,
         predict_batch_size=1024,
         optimizer=torch.optim.SGD,
         criterion=GaussianNLLLoss,
@@ -126,6 +131,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         self.vertex_lr = vertex_lr
         self.vertex_schedule = vertex_schedule
         self.batch_size = batch_size
+        self.max_grad_norm = max_grad_norm
         self.predict_batch_size = predict_batch_size
         self.optimizer = optimizer
         self.criterion = criterion
@@ -140,18 +146,25 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
 
     # -- what ESPROBase.fit asks of a regressor -------------------------------------------
     def _validate_fit_data(self, X, y):
-        return check_X_y(partial(validate_data, self), X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2,
+        if y is not None:  # None: scikit-learn's own message ("requires y to be passed")
+            _check_targets(y)
+        X, y = check_X_y(partial(validate_data, self), X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2,
                          y_numeric=True, multi_output=True)
+        _check_finite(np.asarray(y, dtype=np.float64), "y contains infinity or NaN, or a value beyond float64's range")
+        return X, y
 
     def _targets(self, y) -> Targets:
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         n_targets = y2.shape[1]
         if self.warm_start and hasattr(self, "members_") and self.n_targets_ == n_targets:
             mean, scale = self.y_mean_, self.y_scale_  # the fitted members' units
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                y_train = ((y2 - mean) / scale).astype(np.float32)
+            _check_finite(y_train, "y, standardised with the fitted members' y_mean_ and y_scale_ (warm_start=True), "
+                                   "exceeds float32's range, in which the networks train: refit without warm_start")
         else:
-            mean, scale = y2.mean(0), y2.std(0)
-            scale = np.where(scale > 0, scale, 1.0)
-        y_train = ((y2 - mean) / scale).astype(np.float32)
+            standardized, mean, scale = standardize_targets(y2)
+            y_train = standardized.astype(np.float32)
         attributes = {"n_targets_": n_targets, "y_mean_": mean, "y_scale_": scale, "_y_ndim": np.ndim(y)}
         return Targets(y_train, 2 * n_targets, None, self._routed("criterion__"), attributes)
 
@@ -225,16 +238,22 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         Raises
         ------
         FloatingPointError
-            When the module returns NaN or infinite outputs for some rows of ``X``.
+            When the module returns NaN or infinite outputs for some rows of ``X``, or when
+            a prediction in the units of ``y`` exceeds float64's range.
         """
         X = self._validate_X(X)
-        mean, var = self._moments(X)
-        mean = mean.numpy() * self.y_scale_ + self.y_mean_
-        std = np.sqrt(var.numpy()) * self.y_scale_
-        bad = np.flatnonzero(~(np.isfinite(mean).all(1) & np.isfinite(std).all(1)))
+        mean, var = (m.numpy() for m in self._moments(X))
+        bad = np.flatnonzero(~(np.isfinite(mean).all(1) & np.isfinite(var).all(1)))
         if len(bad):
             raise FloatingPointError(f"The module returned non-finite outputs for {len(bad)} of {len(X)} rows of X "
                                      f"(the first is row {bad[0]}).")
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = mean * self.y_scale_ + self.y_mean_
+            std = np.sqrt(var) * self.y_scale_
+        bad = np.flatnonzero(~(np.isfinite(mean).all(1) & np.isfinite(std).all(1)))
+        if len(bad):
+            raise FloatingPointError(f"The predictions for {len(bad)} of {len(X)} rows of X (the first is row "
+                                     f"{bad[0]}) exceed float64's range in the units of y (y_scale_={self.y_scale_}).")
         if self._y_ndim == 1:
             mean, std = mean[:, 0], std[:, 0]
         return (mean, std) if return_std else mean
@@ -244,3 +263,53 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+def _check_targets(y) -> None:
+    """Refuse targets that are not real numbers, naming ``y``, before scikit-learn's checks.
+
+    Those let sparse ``y``, strings and object arrays holding ``None`` (read as NaN after
+    their finiteness check) through to errors of their own or to a NaN training loss.
+    """
+    if sp.issparse(y):
+        raise TypeError(f"y is a sparse matrix ({type(y).__name__}); ESPRORegressor takes dense targets: "
+                        "pass y.toarray().")
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError) as exc:  # ragged nested sequences
+        raise ValueError(f"y must be an array of numbers of shape (n_samples,) or (n_samples, n_targets): "
+                         f"{exc}") from exc
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be of shape (n_samples,) or (n_samples, n_targets); got shape {y.shape}.")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"y has no targets (shape {y.shape}); it needs at least one column.")
+    if y.dtype.kind in "US":
+        raise ValueError(f"y must hold numbers; got strings (dtype {y.dtype}). ESPRORegressor predicts numbers; "
+                         "for class labels, use ESPROClassifier.")
+    if y.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: y must hold real numbers; got dtype {y.dtype}.")
+    if y.dtype.kind == "O":
+        for index, value in np.ndenumerate(y):
+            _check_target(value, index if y.ndim == 2 else index[0])
+    elif y.dtype.kind not in "biuf":
+        raise ValueError(f"y must hold numbers; got dtype {y.dtype}.")
+
+
+def _check_target(value, index) -> None:
+    """One element of an object array of targets: a real number."""
+    if value is None:
+        raise ValueError(f"y holds None (a missing target) at index {index}; drop or impute those samples.")
+    if isinstance(value, (str, bytes, complex, np.complexfloating)):  # float() would read "1.5", or drop 1j
+        raise ValueError(f"y must hold real numbers; got a {type(value).__name__} ({value!r}) at index {index}.")
+    try:
+        float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"y must hold numbers; got a {type(value).__name__} at index {index}: {exc}") from exc
+
+
+def _check_finite(values: np.ndarray, message: str) -> None:
+    """A ValueError with ``message`` and the index of the first NaN or infinite value, if there is one."""
+    bad = np.argwhere(~np.isfinite(values))
+    if len(bad):
+        index = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{message} (at index {index if values.ndim == 2 else index[0]}).")

@@ -141,3 +141,101 @@ def test_a_criterion_that_would_broadcast_and_a_module_of_the_wrong_shape_are_re
 
     with pytest.raises(ValueError, match=r"returned a tensor of shape \(2,\).*expected a 2-D tensor \(2, n_outputs\)"):
         ESPRORegressor(Flat(), **means_only).fit(X, y)
+
+
+# -- targets on any scale, and targets that are not numbers (issue 20) -----------------------------------
+TINY = dict(n_modes=1, n_vertices=2, max_epochs=3, vertex_epochs=1, n_samples=2, batch_size=16,
+            module__hidden_sizes=(8,), random_state=0, device="cpu")
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-310, 1e300, 1e306])
+def test_tiny_and_huge_targets_are_learnt_at_their_own_scale(data, scale):
+    X, y = data[0][:60], data[1][:60]
+    reference = ESPRORegressor(**TINY).fit(X, y)
+    reg = ESPRORegressor(**TINY).fit(X, y * scale)
+    assert np.isfinite(reg.y_scale_).all() and np.isfinite(reg.y_mean_).all()
+    np.testing.assert_allclose(reg.y_scale_, reference.y_scale_ * scale, rtol=1e-6 if scale > 1e-308 else 1e-3)
+    mean, std = reg.predict(X[:10], return_std=True)
+    ref_mean, ref_std = reference.predict(X[:10], return_std=True)
+    rtol = 1e-5 if scale > 1e-308 else 1e-3  # subnormal numbers hold fewer digits
+    np.testing.assert_allclose(mean, ref_mean * scale, rtol=rtol)
+    np.testing.assert_allclose(std, ref_std * scale, rtol=rtol)
+
+
+@pytest.mark.parametrize("value", [0.0, 5.0, -1e-300, 1e300])
+def test_constant_targets_are_predicted_at_their_scale(data, value):
+    X = data[0][:40]
+    reg = ESPRORegressor(**TINY).fit(X, np.full(40, value))
+    mean, std = reg.predict(X[:5], return_std=True)
+    assert np.isfinite(mean).all() and np.isfinite(std).all()
+    if value == 0.0:
+        assert np.abs(mean).max() < 1.0
+    else:
+        assert np.abs(mean - value).max() < 0.5 * abs(value)  # the right sign and magnitude
+        unit = ESPRORegressor(**TINY).fit(X, np.full(40, np.sign(value)))
+        np.testing.assert_allclose(mean, unit.predict(X[:5]) * abs(value), rtol=1e-6)
+
+
+def test_targets_that_warm_start_units_cannot_hold_in_float32_are_refused(data):
+    X, y = data[0][:60], data[1][:60]
+    reg = ESPRORegressor(warm_start=True, **TINY).fit(X, y)
+    with pytest.raises(ValueError, match=r"y, standardised with the fitted members' y_mean_ and y_scale_"):
+        reg.set_params(n_vertices=3).fit(X, y * 1e40)
+    assert reg.simplexes_[0].n_vertices == 2  # nothing trained
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_the_default_training_fits_unscaled_features_and_random_targets(seed):
+    """scikit-learn's check_fit_check_is_fitted data (features around 100), on which SGD without gradient
+    clipping diverged: a mode's first steps (gradient norms of 1e6-1e9) left weights of norm 1e7 or NaN, and
+    a vertex grown from such a mode overflowed float32 at its first step. The optimizer, learning rates,
+    network and batch size are the defaults; fewer modes and epochs keep it fast."""
+    rng = np.random.RandomState(42)
+    X, y = rng.normal(loc=100, size=(100, 2)), rng.normal(size=100)
+    reg = ESPRORegressor(n_modes=1, n_vertices=2, max_epochs=5, random_state=seed, device="cpu").fit(X, y)
+    mean, std = reg.predict(X, return_std=True)
+    assert np.isfinite(mean).all() and np.isfinite(std).all()
+
+
+class Counting(nn.Module):
+    """A network that counts how often it was built: targets must be refused before that."""
+
+    built = 0
+
+    def __init__(self, n_features_in, n_classes):
+        super().__init__()
+        Counting.built += 1
+        self.linear = nn.Linear(n_features_in, n_classes)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+@pytest.mark.parametrize("make_y, error, message", [
+    (lambda y: np.array(["a"] * len(y)), ValueError, r"y must hold numbers; got strings \(dtype <U1\)"),
+    (lambda y: y.astype(str), ValueError, r"y must hold numbers; got strings"),
+    (lambda y: np.array(["a"] * len(y), dtype=object), ValueError, r"y must hold real numbers; got a str \('a'\) at index 0"),
+    (lambda y: __import__("scipy.sparse").sparse.csr_matrix(y[:, None]), TypeError, r"y is a sparse matrix"),
+    (lambda y: np.array([None] + list(y[1:]), dtype=object), ValueError, r"y holds None \(a missing target\) at index 0"),
+    (lambda y: [None] * len(y), ValueError, r"y holds None \(a missing target\) at index 0"),
+    (lambda y: np.array(list(y[:-1]) + [np.inf], dtype=object), ValueError, r"y contains infinity or NaN"),
+    (lambda y: np.array(list(y[:-1]) + [10 ** 400], dtype=object), ValueError, r"y must hold numbers"),
+    (lambda y: y + 1j, ValueError, r"Complex data not supported: y must hold real numbers; got dtype complex128"),
+    (lambda y: (y + 1j).astype(object), ValueError, r"y must hold real numbers; got a complex \(\(15.39"),
+    (lambda y: y.reshape(-1, 1, 1), ValueError, r"y must be of shape \(n_samples,\) or \(n_samples, n_targets\)"),
+])
+def test_targets_that_are_not_numbers_are_refused_before_training(data, make_y, error, message):
+    X, y = data[0][:40], data[1][:40]
+    Counting.built = 0
+    with pytest.raises(error, match=message):
+        ESPRORegressor(Counting, **{k: v for k, v in TINY.items() if not k.startswith("module__")}).fit(X, make_y(y))
+    assert Counting.built == 0
+
+
+def test_predictions_beyond_float64_in_the_units_of_y_are_an_error_naming_y(data):
+    X, y = data[0][:40], data[1][:40]
+    reg = ESPRORegressor(**TINY).fit(X, y)
+    reg.y_mean_, reg.y_scale_ = np.array([1.79e308]), np.array([1e308])  # above the mean: beyond float64's range
+    with pytest.raises(FloatingPointError, match=r"The predictions for \d+ of 40 rows of X .* exceed float64's range "
+                                                 r"in the units of y"):
+        reg.predict(X)

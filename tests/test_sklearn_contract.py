@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_espro import ConvNet1d, ESPROClassifier
+from sklearn_espro import ConvNet1d, ESPROClassifier, ESPRORegressor
 
 BASE = dict(n_modes=2, n_vertices=2, max_epochs=10, vertex_epochs=1, n_samples=2, lr=0.1, batch_size=32,
             random_state=0, device="cpu")
@@ -28,6 +28,22 @@ SMALL = {**BASE, "module__hidden_sizes": (16,)}
 @parametrize_with_checks([ESPROClassifier(**SMALL)])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks([ESPROClassifier(), ESPRORegressor()])
+def test_sklearn_compatible_with_every_default(estimator, check):
+    """What a user who runs check_estimator on the defaults gets: scikit-learn's data are unscaled
+    (features around 100), which the gradient clipping (max_grad_norm=10) keeps from diverging."""
+    check(estimator)
+
+
+def test_defaults_fit_unscaled_features():
+    """scikit-learn's check_fit_check_is_fitted data: features around 100, random labels."""
+    rng = np.random.RandomState(42)
+    X, y = rng.normal(loc=100, size=(100, 2)), rng.randint(0, 2, size=100)
+    proba = ESPROClassifier(n_modes=1, random_state=0).fit(X, y).predict_proba(X)
+    assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from sklearn_espro._core.training import (
     init_vertex_state,
     regularized_loss,
     sample_params,
+    train_step,
 )
 
 
@@ -235,3 +236,33 @@ def test_a_parameter_with_no_dimensions_trains_as_a_vertex():
     clf = ESPROClassifier(_WithScalar, n_modes=1, n_vertices=3, max_epochs=1, vertex_epochs=1, random_state=0).fit(X, y)
     assert clf.simplexes_[0].vertices["temperature"].shape == (3,)
     np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("max_grad_norm", [None, 0.5])
+def test_a_step_clips_the_vertex_gradient_to_max_grad_norm(max_grad_norm):
+    """Plain SGD moves the vertex by lr times its gradient: with clipping, at most lr * max_grad_norm."""
+    state = init_vertex_state(
+        Simplex.from_module(nn.Linear(4, 3)), volume_reg=0.0, lr=0.1, n_train_samples=1, optimizer=torch.optim.SGD,
+        optimizer_kwargs={}, criterion=nn.CrossEntropyLoss(), generator=torch.Generator().manual_seed(0),
+        max_grad_norm=max_grad_norm)
+    before = state.vertex.detach().clone()
+    x = torch.full((8, 4), 100.0)  # unscaled inputs: a gradient far above 0.5
+    train_step(state, x, torch.zeros(8, dtype=torch.long))
+    moved = float((state.vertex.detach() - before).norm())
+    if max_grad_norm is None:
+        assert moved > 1.0
+    else:
+        assert moved == pytest.approx(0.1 * max_grad_norm, rel=1e-4)
+
+
+def test_a_mode_step_clips_the_gradient_to_max_grad_norm():
+    from sklearn_espro._core.modes import ModeTraining, train_mode
+
+    X, y = np.full((8, 4), 100.0, dtype=np.float32), np.zeros(8, dtype=np.int64)
+    start = nn.Linear(4, 3)
+    before = torch.cat([p.detach().flatten() for p in start.parameters()])
+    training = ModeTraining(n_classes=3, max_epochs=1, lr=0.1, batch_size=8, optimizer=torch.optim.SGD,
+                            optimizer_kwargs={}, criterion=nn.CrossEntropyLoss, criterion_kwargs={}, max_grad_norm=0.5)
+    module, _ = train_mode(copy.deepcopy(start), X, y, training, device="cpu", seed=0)
+    moved = float((torch.cat([p.detach().flatten() for p in module.parameters()]) - before).norm())
+    assert moved == pytest.approx(0.1 * 0.5, rel=1e-4)  # one step of plain SGD on the clipped gradient

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import Callback, LRScheduler
+from skorch.callbacks import Callback, GradientNormClipping, LRScheduler
 from torch import nn
 
 from .global_state import own_global_rng
@@ -47,6 +47,9 @@ class ModeTraining:
     criterion_kwargs : dict
     callbacks : tuple of skorch callbacks, default=()
         Extra callbacks; each run deep-copies them.
+    max_grad_norm : float, default=None
+        Each step's gradient is clipped to this norm (skorch's ``GradientNormClipping``);
+        ``None``: never.
 
     Examples
     --------
@@ -65,6 +68,7 @@ class ModeTraining:
     criterion: type[nn.Module]
     criterion_kwargs: dict[str, Any]
     callbacks: tuple[Any, ...] = ()
+    max_grad_norm: float | None = None
 
 
 class _Interrupted(Exception):
@@ -210,6 +214,8 @@ def train_mode(
         callbacks=[
             *([] if _has_scheduler(t.callbacks) else  # a user's LRScheduler replaces the cosine schedule
               [(f"{INTERNAL_CALLBACK_PREFIX}cosine", LRScheduler("CosineAnnealingLR", T_max=max(t.max_epochs, 1)))]),
+            *([] if t.max_grad_norm is None else
+              [(f"{INTERNAL_CALLBACK_PREFIX}clip", GradientNormClipping(gradient_clip_value=t.max_grad_norm))]),
             (f"{INTERNAL_CALLBACK_PREFIX}record", _Record()),
             *copy.deepcopy(list(t.callbacks)),
         ],

@@ -3,19 +3,57 @@
 A regression network maps ``x`` to a mean and a variance for each of ``t`` targets
 (``2 t`` outputs: means, then raw variances turned positive by ``softplus``), or to the
 means only (``t`` outputs: a unit variance in standardised units while training, a noise
-level fitted afterwards). Pure functions and one loss module; no scikit-learn.
+level fitted afterwards). The networks train on standardised targets
+(:func:`standardize_targets`). Pure functions and one loss module; no scikit-learn.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["GaussianNLLLoss", "gaussian_moments", "mixture_moments"]
+__all__ = ["GaussianNLLLoss", "gaussian_moments", "mixture_moments", "standardize_targets"]
 
 _MIN_VARIANCE = 1e-6
+_ROUNDING = 10 * np.finfo(np.float64).eps  # a spread below 10 ulp of max|y| is rounding, not signal
+
+
+def standardize_targets(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each column of ``y`` centred and scaled, on any scale float64 holds.
+
+    The moments are those of ``y / max|y|`` (values in [-1, 1]), rescaled: ``y``'s own
+    standard deviation underflows to 0 for targets around 1e-300, and its squares overflow
+    for targets around 1e155. A spread below 10 ulp of ``max|y|`` (a constant column) is
+    rounding: the scale is floored there, so a constant is predicted to machine precision.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples, n_targets)
+        Finite.
+
+    Returns
+    -------
+    z : ndarray of shape (n_samples, n_targets)
+        The standardised targets (float64): ``y`` is about ``z * scale + mean``.
+    mean, scale : ndarray of shape (n_targets,)
+        ``scale`` is positive (at least the smallest subnormal float64).
+
+    Examples
+    --------
+    >>> z, mean, scale = standardize_targets(np.array([[1e-300], [3e-300]]))
+    >>> z.ravel(), mean, scale
+    (array([-1.,  1.]), array([2.e-300]), array([1.e-300]))
+    """
+    y = np.asarray(y, dtype=np.float64)
+    size = np.abs(y).max(0)
+    unit = np.where(size > 0, size, 1.0)
+    u = y / unit
+    center, spread = u.mean(0), np.maximum(u.std(0), _ROUNDING)
+    scale = np.maximum(spread * unit, np.finfo(np.float64).smallest_subnormal)
+    return (u - center) / spread, center * unit, scale
 
 
 def gaussian_moments(outputs: Tensor, n_targets: int, noise_var: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -42,6 +42,7 @@ class VertexState:
     volume_reg: float
     n_train_samples: int
     generator: torch.Generator
+    max_grad_norm: float | None = None  # the vertex's gradient is clipped to this norm before each step
 
 
 def log_volumes(state: VertexState) -> Tensor:
@@ -220,6 +221,7 @@ def chunks(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
 def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
     """One optimizer step on a minibatch split into ``n_train_samples`` chunks.
 
+    The vertex's gradient is clipped to ``state.max_grad_norm`` first, when one is set.
     Each chunk is seen by its own model sampled from the simplex. A short batch gets
     fewer chunks, never chunks smaller than ``state.min_chunk`` (2 with BatchNorm, which
     cannot normalise one sample). Up to H - 1 trailing samples of a batch that the number
@@ -253,6 +255,8 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     state.optimizer.zero_grad(set_to_none=True)
     loss, data_loss = get_loss(state, infer(state, x_chunks), y_chunks)
     loss.backward()
+    if state.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_([state.vertex], state.max_grad_norm)
     state.optimizer.step()
     return loss.detach(), data_loss.detach()
 
@@ -329,6 +333,7 @@ def init_vertex_state(
     generator: torch.Generator,
     init_noise: float = 0.01,
     faces: Sequence[Sequence[int]] | None = None,
+    max_grad_norm: float | None = None,
 ) -> VertexState:
     """Freeze the vertices of ``simplex`` and start a new vertex at their centroid plus noise.
 
@@ -352,6 +357,8 @@ def init_vertex_state(
     init_noise : float, default=0.01
         Noise of the starting point, relative to each tensor's root mean square.
     faces : sequence of sequence of int, default=None
+    max_grad_norm : float, default=None
+        The vertex's gradient is clipped to this norm before each step; ``None``: never.
 
     Returns
     -------
@@ -392,4 +399,5 @@ def init_vertex_state(
         volume_reg=volume_reg,
         n_train_samples=n_train_samples,
         generator=generator,
+        max_grad_norm=max_grad_norm,
     )
