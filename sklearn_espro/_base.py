@@ -30,6 +30,7 @@ from ._core.validation import (
     RoutedParamsMixin,
     StrOptions,
     build_module,
+    check_augment,
     check_batchnorm_batch,
     check_callbacks,
     check_no_bools,
@@ -71,6 +72,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "augment": [callable, None],
         "optimizer": [type],
         "criterion": [type],
         "callbacks": [list, None],
@@ -152,6 +154,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         with own_global_rng(device):
             modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
             self._check_module(modules[0], X, targets)
+            check_augment(self.augment, X, device)
             seeds = rng.randint(MAX_SEED, size=len(modules))
             grow_seeds = rng.randint(MAX_SEED, size=len(fitted))  # new vertices of fitted members
         # 2. one job per new member, or per fitted member with missing vertices

@@ -82,6 +82,14 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         9.3 on digits, 3.8 on MNIST-1D), so it changes nothing there; on unscaled inputs
         (features around 100) it keeps SGD at ``lr=0.2`` from diverging to NaN.
         ``None`` never clips.
+    augment : callable or None, default=None
+        Applied to the inputs of every training minibatch of the modes and the vertices,
+        on the training device: a batch tensor in, one of the same shape out (e.g.
+        :class:`~sklearn_espro.augment.SeriesAugmentation`,
+        :class:`~sklearn_espro.augment.ImageAugmentation`, a plain function or a
+        ``torchvision.transforms.v2`` object). Its randomness comes from torch's global
+        generator, seeded from ``random_state`` during ``fit`` and restored after. Never
+        applied at prediction, nor to the data of the BatchNorm statistics.
     predict_batch_size : int, default=1024
         Samples per forward pass in ``predict_proba``; memory grows with it times
         ``n_samples``. (BatchNorm statistics are recomputed over batches of
@@ -202,6 +210,7 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         vertex_schedule="cosine",
         batch_size=64,
         max_grad_norm=10.0,
+        augment=None,
         predict_batch_size=1024,
         optimizer=torch.optim.SGD,
         criterion=nn.CrossEntropyLoss,
@@ -228,6 +237,7 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         self.vertex_schedule = vertex_schedule
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
+        self.augment = augment
         self.predict_batch_size = predict_batch_size
         self.optimizer = optimizer
         self.criterion = criterion

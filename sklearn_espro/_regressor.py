@@ -46,7 +46,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         ``n_classes=2 * n_targets`` unless given (``module__n_classes``).
     criterion : nn.Module subclass, default=GaussianNLLLoss
         Takes the outputs and the standardised targets (n, n_targets); returns the mean loss.
-    n_modes, n_vertices, volume_reg, n_train_samples, n_samples, max_epochs, vertex_epochs, lr, vertex_lr, vertex_schedule, batch_size, max_grad_norm, predict_batch_size, optimizer, callbacks, device, n_jobs, random_state, verbose, modes, warm_start, **kwargs
+    n_modes, n_vertices, volume_reg, n_train_samples, n_samples, max_epochs, vertex_epochs, lr, vertex_lr, vertex_schedule, batch_size, max_grad_norm, augment, predict_batch_size, optimizer, callbacks, device, n_jobs, random_state, verbose, modes, warm_start, **kwargs
         As in :class:`~sklearn_espro.ESPROClassifier`, except ``lr=0.02`` and
         ``vertex_lr=0.005``: the lowest validation NLL of ESPRO on diabetes and Friedman #1
         among lr 0.02-0.1 and vertex_lr 0.005-0.02 (``benchmarks/regression.py
@@ -107,6 +107,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         vertex_schedule="cosine",
         batch_size=64,
         max_grad_norm=10.0,
+        augment=None,
         predict_batch_size=1024,
         optimizer=torch.optim.SGD,
         criterion=GaussianNLLLoss,
@@ -132,6 +133,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         self.vertex_schedule = vertex_schedule
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
+        self.augment = augment
         self.predict_batch_size = predict_batch_size
         self.optimizer = optimizer
         self.criterion = criterion

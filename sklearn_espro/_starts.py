@@ -58,11 +58,13 @@ def training_settings(params: dict[str, Any], optimizer_kwargs: dict[str, Any], 
         n_classes=n_classes, max_epochs=p["max_epochs"], lr=p["lr"], batch_size=p["batch_size"],
         optimizer=p["optimizer"], optimizer_kwargs=optimizer_kwargs, criterion=p["criterion"],
         criterion_kwargs=criterion_kwargs, callbacks=tuple(p["callbacks"] or ()), max_grad_norm=p["max_grad_norm"],
+        augment=p["augment"],
     )
     vertex = VertexTraining(
         epochs=p["vertex_epochs"], lr=p["vertex_lr"], schedule=p["vertex_schedule"], batch_size=p["batch_size"],
         n_train_samples=p["n_train_samples"], optimizer=p["optimizer"], optimizer_kwargs=optimizer_kwargs,
         criterion=p["criterion"](**criterion_kwargs), volume_reg=p["volume_reg"], max_grad_norm=p["max_grad_norm"],
+        augment=p["augment"],
     )
     return mode, vertex
 

@@ -86,7 +86,7 @@ def grow_vertex(
         ``volume_reg`` (``lambda`` of Eq. 1), ``lr``, ``n_train_samples``,
         ``optimizer``, ``optimizer_kwargs``, ``criterion``, ``generator`` (on the
         training device; drives the noise, the shuffling and the samples) and
-        optionally ``init_noise`` and ``max_grad_norm``: see :func:`~sklearn_espro._core.training.init_vertex_state`.
+        optionally ``init_noise``, ``max_grad_norm`` and ``augment``: see :func:`~sklearn_espro._core.training.init_vertex_state`.
 
     Returns
     -------

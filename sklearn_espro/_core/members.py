@@ -6,7 +6,7 @@ functions, no scikit-learn.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,8 @@ class VertexTraining:
         Noise of each vertex's start at the centroid of the others (relative).
     max_grad_norm : float, default=None
         Each step's gradient is clipped to this norm; ``None``: never.
+    augment : callable, default=None
+        Applied to the inputs of every training minibatch (:mod:`sklearn_espro.augment`).
     init_step : float, default=0.0
         A start moved uphill from there, relative to the centroid's norm (see
         :func:`~sklearn_espro._core.growing.step_along_gradient`; not an estimator parameter:
@@ -69,6 +71,7 @@ class VertexTraining:
     criterion: nn.Module
     volume_reg: float
     max_grad_norm: float | None = None
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     init_noise: float = 0.01
     init_step: float = 0.0
 
@@ -231,6 +234,7 @@ def _grow_and_sample(simplex: Simplex, X, y, n_vertices, n_samples, vertex: Vert
         batch_size=vertex.batch_size, n_train_samples=vertex.n_train_samples, optimizer=vertex.optimizer,
         optimizer_kwargs=vertex.optimizer_kwargs, criterion=vertex.criterion.to(device),
         init_noise=vertex.init_noise, init_step=vertex.init_step, max_grad_norm=vertex.max_grad_norm,
+        augment=vertex.augment,
     )
     n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
     member = draw_member(simplex, n_draws, X_t, vertex.batch_size, generator)

@@ -7,7 +7,7 @@ the state of :func:`init_vertex_state`, driven by :mod:`sklearn_espro._core.grow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ class VertexState:
     n_train_samples: int
     generator: torch.Generator
     max_grad_norm: float | None = None  # the vertex's gradient is clipped to this norm before each step
+    augment: Callable[[Tensor], Tensor] | None = None  # applied to each training minibatch's inputs
 
 
 def log_volumes(state: VertexState) -> Tensor:
@@ -262,7 +263,7 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
 
 
 def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict[str, float]:
-    """One pass over shuffled ``X`` in minibatches; returns the epoch's losses.
+    """One pass over shuffled ``X`` in minibatches (each through ``state.augment``, if set); returns the epoch's losses.
 
     A last batch too short for one chunk (one sample, with BatchNorm) joins the one before.
 
@@ -296,7 +297,8 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     sums = torch.zeros(2, device=X.device, dtype=torch.float64)  # regularised loss, data loss
     batches = order.split(batch_sizes(len(X), batch_size, state.min_chunk))
     for i, idx in enumerate(batches):
-        losses = torch.stack(train_step(state, X[idx], y[idx]))
+        xb = X[idx] if state.augment is None else state.augment(X[idx])
+        losses = torch.stack(train_step(state, xb, y[idx]))
         sums += losses
         if i == 0:  # the data loss (Eq. 1 without its volume term) at the start point
             start = losses[1]
@@ -334,6 +336,7 @@ def init_vertex_state(
     init_noise: float = 0.01,
     faces: Sequence[Sequence[int]] | None = None,
     max_grad_norm: float | None = None,
+    augment: Callable[[Tensor], Tensor] | None = None,
 ) -> VertexState:
     """Freeze the vertices of ``simplex`` and start a new vertex at their centroid plus noise.
 
@@ -359,6 +362,8 @@ def init_vertex_state(
     faces : sequence of sequence of int, default=None
     max_grad_norm : float, default=None
         The vertex's gradient is clipped to this norm before each step; ``None``: never.
+    augment : callable, default=None
+        Applied to the inputs of every training minibatch (:mod:`sklearn_espro.augment`).
 
     Returns
     -------
@@ -400,4 +405,5 @@ def init_vertex_state(
         n_train_samples=n_train_samples,
         generator=generator,
         max_grad_norm=max_grad_norm,
+        augment=augment,
     )

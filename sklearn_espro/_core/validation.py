@@ -29,6 +29,7 @@ __all__ = [
     "check_callbacks",
     "check_criterion",
     "check_data",
+    "check_augment",
     "check_module",
     "check_module_output",
     "check_no_bools",
@@ -405,6 +406,32 @@ def check_batchnorm_batch(module: nn.Module, batch_size: int, n_samples: int, na
         raise ValueError(f"{name}={batch_size}, but the module has BatchNorm layers, which need two samples a batch.")
     if n_samples < 2:
         raise ValueError(f"X has {n_samples} sample, but the module has BatchNorm layers, which need two.")
+
+
+def check_augment(augment: Any, X: np.ndarray, device: str) -> None:
+    """``augment`` must map a batch of ``X`` (two samples, on ``device``) to a finite float
+    tensor of the same shape on the same device, and leave the batch it was given unchanged."""
+    if augment is None:
+        return
+    if not callable(augment):
+        raise TypeError(f"augment must be a callable taking a batch tensor; got {type(augment).__name__}.")
+    probe = torch.tensor(X[:2], device=device)
+    before = probe.clone()
+    try:
+        out = augment(probe)
+    except Exception as exc:
+        raise ValueError(f"augment failed on a batch of X of shape {tuple(probe.shape)} (float32, on {device}): "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        raise ValueError(f"augment must return a floating-point tensor; got {type(out).__name__}"
+                         f"{f' of dtype {out.dtype}' if isinstance(out, torch.Tensor) else ''}.")
+    if out.shape != probe.shape or out.device != probe.device:
+        raise ValueError(f"augment must return a batch of the shape and device it was given, {tuple(probe.shape)} on "
+                         f"{probe.device}; got {tuple(out.shape)} on {out.device}.")
+    if not torch.equal(probe, before):
+        raise ValueError("augment changed the batch it was given in place; it must return a new tensor.")
+    if not torch.isfinite(out).all():
+        raise ValueError("augment returned NaN or infinite values for a batch of X.")
 
 
 def check_module(module: nn.Module, X: np.ndarray, n_classes: int, n_vertices: int, batch_size: int) -> None:
