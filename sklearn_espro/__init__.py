@@ -1,7 +1,8 @@
 """sklearn-espro: simplex ensembles (ESPRO) of neural networks for scikit-learn.
 
 The public API is this package's names, :mod:`sklearn_espro.geometry` (volumes and
-uniform sampling of simplexes, pure tensor math) and :mod:`sklearn_espro.metrics`.
+uniform sampling of simplexes, pure tensor math), :mod:`sklearn_espro.metrics` and
+:mod:`sklearn_espro.augment`.
 Everything else is private: the core in ``sklearn_espro/_core/`` (a simplex of weights,
 its training verbs, modes, members and the models drawn from them), and, over it, the
 estimator and the Section 4 tools in underscore modules.

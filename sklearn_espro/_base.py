@@ -9,7 +9,7 @@ prediction means.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from numbers import Integral, Real
 from typing import Any
@@ -38,7 +38,10 @@ from ._core.validation import (
     check_X_y,
     resolve_device,
 )
-from ._starts import MAX_SEED, check_warm_start, initial_modules, optimizer_arguments, training_settings, with_fit_call
+from ._starts import (
+    MAX_SEED, check_warm_start, initial_modules, optimizer_arguments, split_validation, training_settings,
+    with_fit_call,
+)
 
 __all__ = ["ESPROBase", "Targets"]
 
@@ -72,10 +75,12 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "batchnorm_rows": [Interval(Integral, 2, None, closed="left"), None],
         "augment": [callable, None],
         "optimizer": [type],
         "criterion": [type],
         "callbacks": [list, None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "device": [StrOptions({"auto"}), str, torch.device],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -84,7 +89,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         "warm_start": ["boolean"],
     }
     _INTEGERS = ("n_modes", "n_vertices", "n_train_samples", "n_samples", "max_epochs", "vertex_epochs",
-                 "batch_size", "predict_batch_size", "n_jobs")
+                 "batch_size", "predict_batch_size", "n_jobs", "batchnorm_rows")
 
     # -- what a subclass says ----------------------------------------------------------
     def _validate_fit_data(self, X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +147,8 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         optimizer_kwargs = optimizer_arguments(self.optimizer, self._routed("optimizer__"))
         check_optimizer(self.optimizer, optimizer_kwargs)
         self._check_criterion(targets)
-        check_callbacks(self.callbacks)
+        check_callbacks(self.callbacks, validation=self.validation_fraction is not None,
+                        classifier=targets.n_classes is not None)
         mode, vertex = training_settings(self.get_params(deep=False), optimizer_kwargs, targets.n_classes,
                                          targets.criterion_kwargs)
         fitted = list(self.members_) if self.warm_start and hasattr(self, "members_") else []
@@ -157,13 +163,14 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
             check_augment(self.augment, X, device)
             seeds = rng.randint(MAX_SEED, size=len(modules))
             grow_seeds = rng.randint(MAX_SEED, size=len(fitted))  # new vertices of fitted members
+        X, targets, valid = self._split_validation(X, targets, rng)  # nothing below sees the held-out rows
         # 2. one job per new member, or per fitted member with missing vertices
         common = {"n_vertices": self.n_vertices, "n_samples": self.n_samples, "vertex": vertex, "device": device,
                   "verbose": self.verbose}
         jobs = {j: delayed(grow_member)(m, X, targets.y, seed=int(grow_seeds[j]), name=f"simplex {j}", **common)
                 for j, m in enumerate(fitted) if m.simplex.n_vertices < self.n_vertices}
         jobs.update({j: delayed(fit_simplex)(modules[j], X, targets.y, seed=int(seeds[j]), name=f"simplex {j}",
-                                             pretrained=pretrained, mode=mode, **common)
+                                             pretrained=pretrained, mode=mode, valid=valid, **common)
                      for j in range(len(fitted), len(modules))})
         results = dict(zip(jobs, Parallel(n_jobs=self.n_jobs)(jobs.values())))
         call = max((r.get("fit", 0) for m in fitted for r in m.history), default=-1) + 1
@@ -174,6 +181,15 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         self.log_volumes_ = np.array([float(m.simplex.log_volume()) for m in self.members_])
         self._after_fit(X, targets)
         return self
+
+    def _split_validation(self, X: np.ndarray, targets: Targets, rng) -> tuple[np.ndarray, Targets, tuple | None]:
+        """The rows and targets that train, and the held-out ``(X, y)`` (None without ``validation_fraction``)."""
+        if self.validation_fraction is None:
+            return X, targets, None
+        seed = int(rng.randint(MAX_SEED))  # drawn after every other seed, which stay as they are without a split
+        X_train, y_train, valid = split_validation(X, targets.y, self.validation_fraction, seed,
+                                                   classes=targets.attributes.get("classes_"))
+        return X_train, replace(targets, y=y_train), valid
 
     @property
     def simplexes_(self) -> list:
@@ -216,6 +232,8 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         X : array-like of shape (n_samples, ...), default=None
             Data on which BatchNorm statistics of each model are recomputed; required
             when the module has BatchNorm layers and the simplexes have more than one vertex.
+            As in ``fit``, at most ``batchnorm_rows`` rows of it are used, drawn once per
+            simplex from ``random_state`` (all rows when ``batchnorm_rows=None``).
         random_state : int, RandomState instance or None, default=None
 
         Returns
@@ -231,4 +249,4 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         if X_t is not None:
             check_batchnorm_batch(self.simplexes_[0].module, self.batch_size, len(X_t))
         # statistics over batches of the training batch size, as fit computes them
-        return sample_members(self.simplexes_, n_models, X_t, self.batch_size, seed)
+        return sample_members(self.simplexes_, n_models, X_t, self.batch_size, seed, self.batchnorm_rows)

@@ -77,4 +77,8 @@ class Version03Attributes:
                 for j, (s, c, b) in enumerate(zip(simplexes, coords, buffers))
             ]
         state.setdefault("warm_start", False)  # pickled before version 0.4.1
+        # pickled before issues 20 and 21: the parameters added since, as those versions trained
+        for name, value in (("max_grad_norm", None), ("augment", None), ("validation_fraction", None),
+                            ("batchnorm_rows", None)):
+            state.setdefault(name, value)
         super().__setstate__(state)

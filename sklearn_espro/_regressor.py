@@ -46,12 +46,14 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         ``n_classes=2 * n_targets`` unless given (``module__n_classes``).
     criterion : nn.Module subclass, default=GaussianNLLLoss
         Takes the outputs and the standardised targets (n, n_targets); returns the mean loss.
-    n_modes, n_vertices, volume_reg, n_train_samples, n_samples, max_epochs, vertex_epochs, lr, vertex_lr, vertex_schedule, batch_size, max_grad_norm, augment, predict_batch_size, optimizer, callbacks, device, n_jobs, random_state, verbose, modes, warm_start, **kwargs
+    n_modes, n_vertices, volume_reg, n_train_samples, n_samples, max_epochs, vertex_epochs, lr, vertex_lr, vertex_schedule, batch_size, max_grad_norm, augment, predict_batch_size, batchnorm_rows, optimizer, callbacks, validation_fraction, device, n_jobs, random_state, verbose, modes, warm_start, **kwargs
         As in :class:`~sklearn_espro.ESPROClassifier`, except ``lr=0.02`` and
         ``vertex_lr=0.005``: the lowest validation NLL of ESPRO on diabetes and Friedman #1
         among lr 0.02-0.1 and vertex_lr 0.005-0.02 (``benchmarks/regression.py
         --validation``, docs/results.md). Scale ``X`` (``StandardScaler``): SGD on a learnt
         variance diverges on inputs in the hundreds (a ``FloatingPointError`` says so).
+        ``validation_fraction`` holds rows out at random (not stratified); the modes'
+        ``valid_loss`` is in standardised units, and there is no ``valid_acc``.
 
     Attributes
     ----------
@@ -64,7 +66,8 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         machine precision.
     noise_var_ : ndarray of shape (n_targets,) or None
         For a means-only module: the mean squared residual of the ensemble's mean on the
-        training data (standardised units), the variance of every model's Gaussian.
+        training data (the rows not held out by ``validation_fraction``; standardised
+        units), the variance of every model's Gaussian.
     members_, simplexes_, log_volumes_, history_
         As in :class:`~sklearn_espro.ESPROClassifier`.
 
@@ -106,12 +109,14 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         vertex_lr=0.005,
         vertex_schedule="cosine",
         batch_size=64,
-        max_grad_norm=10.0,
+        max_grad_norm=5.0,
         augment=None,
         predict_batch_size=1024,
+        batchnorm_rows=2048,
         optimizer=torch.optim.SGD,
         criterion=GaussianNLLLoss,
         callbacks=None,
+        validation_fraction=None,
         device="auto",
         n_jobs=None,
         random_state=None,
@@ -135,9 +140,11 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         self.max_grad_norm = max_grad_norm
         self.augment = augment
         self.predict_batch_size = predict_batch_size
+        self.batchnorm_rows = batchnorm_rows
         self.optimizer = optimizer
         self.criterion = criterion
         self.callbacks = callbacks
+        self.validation_fraction = validation_fraction
         self.device = device
         self.n_jobs = n_jobs
         self.random_state = random_state

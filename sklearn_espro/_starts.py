@@ -1,5 +1,5 @@
 """What ``ESPROClassifier.fit`` prepares before its jobs: labels, training settings,
-starting networks and class weights.
+starting networks, class weights and the validation split.
 
 Plain functions over the estimator's parameters and a ``build`` callable (``build() ->
 nn.Module``, freshly initialised from the global torch RNG), so the estimator keeps only
@@ -8,12 +8,14 @@ the contract.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from numbers import Real
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -25,7 +27,7 @@ from ._core.prediction import Member
 from ._core.modes import ModeTraining
 
 __all__ = ["MAX_SEED", "check_warm_start", "encode_labels", "initial_modules", "optimizer_arguments", "seeded",
-           "training_settings", "weighted_criterion_kwargs", "with_fit_call"]
+           "split_validation", "training_settings", "weighted_criterion_kwargs", "with_fit_call"]
 
 MAX_SEED = np.iinfo(np.int32).max
 Build = Callable[[], nn.Module]
@@ -58,13 +60,13 @@ def training_settings(params: dict[str, Any], optimizer_kwargs: dict[str, Any], 
         n_classes=n_classes, max_epochs=p["max_epochs"], lr=p["lr"], batch_size=p["batch_size"],
         optimizer=p["optimizer"], optimizer_kwargs=optimizer_kwargs, criterion=p["criterion"],
         criterion_kwargs=criterion_kwargs, callbacks=tuple(p["callbacks"] or ()), max_grad_norm=p["max_grad_norm"],
-        augment=p["augment"],
+        augment=p["augment"], valid_batch_size=p["predict_batch_size"],
     )
     vertex = VertexTraining(
         epochs=p["vertex_epochs"], lr=p["vertex_lr"], schedule=p["vertex_schedule"], batch_size=p["batch_size"],
         n_train_samples=p["n_train_samples"], optimizer=p["optimizer"], optimizer_kwargs=optimizer_kwargs,
         criterion=p["criterion"](**criterion_kwargs), volume_reg=p["volume_reg"], max_grad_norm=p["max_grad_norm"],
-        augment=p["augment"],
+        augment=p["augment"], batchnorm_rows=p["batchnorm_rows"],
     )
     return mode, vertex
 
@@ -113,6 +115,40 @@ def weighted_criterion_kwargs(kwargs: dict[str, Any], class_weight, classes: np.
                                  "finite number (a class to ignore can be left out of y instead).")
     weights = compute_class_weight(class_weight, classes=classes, y=y)
     return {**kwargs, "weight": torch.tensor(weights, dtype=torch.float32)}
+
+
+def split_validation(X: np.ndarray, y: np.ndarray, fraction: float | None, seed: int | None,
+                     classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """The rows the networks train on, and the held-out ``(X_valid, y_valid)`` (``None`` when ``fraction`` is).
+
+    ``ceil(fraction * n)`` rows are held out, as by scikit-learn's ``train_test_split`` seeded
+    with ``seed``, stratified by class when ``classes`` (the labels of the class indices ``y``)
+    is given; both parts keep the rows' order. Each part needs two rows, each class a row to train on.
+    """
+    if fraction is None:
+        return X, y, None
+    n_valid = math.ceil(fraction * len(X))
+    if min(n_valid, len(X) - n_valid) < 2:
+        raise ValueError(f"validation_fraction={fraction} holds out {n_valid} of the {len(X)} rows and leaves "
+                         f"{len(X) - n_valid} to train on; each part needs at least 2 rows.")
+    if classes is not None:
+        counts = np.bincount(y, minlength=len(classes))
+        if counts.min() < 2:
+            raise ValueError(f"validation_fraction={fraction} splits the rows in the proportions of the classes, which "
+                             f"needs two rows of each; class {classes.tolist()[counts.argmin()]!r} has 1. Pass more "
+                             "rows of it, or validation_fraction=None.")
+        if min(n_valid, len(X) - n_valid) < len(classes):
+            raise ValueError(f"validation_fraction={fraction} holds out {n_valid} of the {len(X)} rows and leaves "
+                             f"{len(X) - n_valid} to train on; split in the proportions of the {len(classes)} "
+                             "classes, each part needs a row of each class.")
+    train, valid = train_test_split(np.arange(len(X)), test_size=n_valid, random_state=seed,
+                                    stratify=None if classes is None else y)
+    train, valid = np.sort(train), np.sort(valid)
+    if classes is not None and len(np.unique(y[train])) < len(classes):
+        missing = classes.tolist()[np.setdiff1d(np.arange(len(classes)), y[train])[0]]
+        raise ValueError(f"validation_fraction={fraction} leaves no row of class {missing!r} to train on; "
+                         "use a smaller validation_fraction.")
+    return X[train], y[train], (X[valid], y[valid])
 
 
 def check_warm_start(estimator, fitted: Sequence[Member], input_shape: tuple) -> None:

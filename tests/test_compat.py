@@ -45,3 +45,22 @@ def test_a_pickle_that_names_an_old_module_path_loads():
     assert type(loaded) is Simplex
     for name, value in simplex.vertices.items():
         assert torch.equal(loaded.vertices[name], value)
+
+
+def test_a_pickle_from_before_the_new_parameters_loads_clones_and_predicts():
+    """An estimator pickled before max_grad_norm, augment, validation_fraction and batchnorm_rows."""
+    import numpy as np
+    from sklearn.base import clone
+
+    from sklearn_espro import ESPROClassifier
+
+    X, y = np.random.RandomState(0).randn(40, 3).astype(np.float32), np.arange(40) % 2
+    clf = ESPROClassifier(n_modes=1, n_vertices=2, max_epochs=2, vertex_epochs=1, random_state=0).fit(X, y)
+    old = pickle.loads(pickle.dumps(clf))
+    for name in ("max_grad_norm", "augment", "validation_fraction", "batchnorm_rows"):
+        del old.__dict__[name]  # what version 0.4.1 pickled
+    loaded = pickle.loads(pickle.dumps(old))
+    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    params = clone(loaded).get_params()
+    assert params["max_grad_norm"] is None and params["augment"] is None  # as those versions trained
+    assert params["validation_fraction"] is None and params["batchnorm_rows"] is None

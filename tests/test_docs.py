@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["geometry", "metrics"]  # the public modules; the rest is private (sklearn_espro/_core, _*.py)
+MODULES = ["augment", "geometry", "metrics"]  # the public modules; the rest is private (sklearn_espro/_core, _*.py)
 
 
 def public_objects():

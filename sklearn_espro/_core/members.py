@@ -51,6 +51,9 @@ class VertexTraining:
         A start moved uphill from there, relative to the centroid's norm (see
         :func:`~sklearn_espro._core.growing.step_along_gradient`; not an estimator parameter:
         no value tried beat ``0``).
+    batchnorm_rows : int, default=None
+        Rows of the training data, drawn once per simplex, on which the BatchNorm statistics
+        of its prediction models are recomputed once its vertices are trained; ``None``: all.
 
     Examples
     --------
@@ -74,6 +77,7 @@ class VertexTraining:
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     init_noise: float = 0.01
     init_step: float = 0.0
+    batchnorm_rows: int | None = None
 
 
 def fit_simplex(
@@ -90,6 +94,7 @@ def fit_simplex(
     seed: int,
     name: str = "simplex",
     verbose: int = 0,
+    valid: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Member:
     """One ESPRO member, start to finish: a mode, its simplex, and its prediction samples.
 
@@ -114,6 +119,9 @@ def fit_simplex(
     name : str, default="simplex"
     verbose : int, default=0
         A progress bar when positive.
+    valid : (X_valid, y_valid) or None, default=None
+        Held-out rows that score the mode after each epoch (see :func:`train_mode`);
+        nothing trains on them.
 
     Returns
     -------
@@ -140,14 +148,15 @@ def fit_simplex(
 
     def on_epoch(record: dict[str, Any]) -> None:
         if bar is not None:
-            bar.set_postfix({k: record[k] for k in ("vertex", "loss", "log_volume") if k in record})
+            bar.set_postfix({k: record[k] for k in ("vertex", "loss", "valid_loss", "log_volume") if k in record})
             bar.update()
 
     history: list[dict[str, Any]] = []
     try:
         if not pretrained:
             module, history = train_mode(
-                module, X, y, mode, seed=seed, device=device, phase=f"the mode of {name}", on_epoch=on_epoch
+                module, X, y, mode, seed=seed, device=device, phase=f"the mode of {name}", on_epoch=on_epoch,
+                valid=valid,
             )
         with own_global_rng(device, seed):
             simplex = Simplex.from_module(module.to(device).eval()).to(device)
@@ -237,7 +246,7 @@ def _grow_and_sample(simplex: Simplex, X, y, n_vertices, n_samples, vertex: Vert
         augment=vertex.augment,
     )
     n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
-    member = draw_member(simplex, n_draws, X_t, vertex.batch_size, generator)
+    member = draw_member(simplex, n_draws, X_t, vertex.batch_size, generator, vertex.batchnorm_rows)
     _check_fitted_simplex(simplex, member.coords, member.buffers, X_t[: vertex.batch_size], name)
     return Member(simplex, member.coords, member.buffers, records)
 
@@ -265,7 +274,8 @@ def _check_fitted_simplex(simplex: Simplex, coords, buffers, x, name: str) -> No
 
 
 def sample_members(
-    simplexes: Sequence[Simplex], n_models: int, X: torch.Tensor | None, batch_size: int, seed: int
+    simplexes: Sequence[Simplex], n_models: int, X: torch.Tensor | None, batch_size: int, seed: int,
+    max_rows: int | None = None,
 ) -> list[nn.Module]:
     """Plain networks drawn uniformly from ``simplexes``, round-robin: model ``i`` from simplex ``i % J``.
 
@@ -281,6 +291,9 @@ def sample_members(
     seed : int
         Seeds the draws (and dropout while statistics are recomputed, in a private copy
         of torch's global random state).
+    max_rows : int, default=None
+        Each simplex's statistics come from at most this many rows of ``X``, drawn once
+        per simplex (:func:`~sklearn_espro._core.prediction.draw_member`); ``None``: all.
 
     Returns
     -------
@@ -297,6 +310,6 @@ def sample_members(
     generator = torch.Generator().manual_seed(seed)
     counts = np.bincount(np.arange(n_models) % len(simplexes), minlength=len(simplexes))
     with own_global_rng(seed=seed):
-        per_simplex = [draw_member(simplex, int(count), X, batch_size, generator).models()
+        per_simplex = [draw_member(simplex, int(count), X, batch_size, generator, max_rows).models()
                        for simplex, count in zip(simplexes, counts)]
     return [per_simplex[i % len(per_simplex)][i // len(per_simplex)] for i in range(n_models)]

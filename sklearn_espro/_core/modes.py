@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, GradientNormClipping, LRScheduler
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
 from torch import nn
 
 from .global_state import own_global_rng
@@ -26,7 +28,14 @@ from .growing import EpochCallback, check_finite
 INTERNAL_CALLBACK_PREFIX = "espro_"  # the names of the callbacks mode training adds to skorch's net
 MODE_MONITORS = ("train_loss",)  # what a callback may monitor in a mode's skorch history
 
-__all__ = ["ModeTraining", "train_mode"]
+__all__ = ["ModeTraining", "mode_monitors", "train_mode"]
+
+
+def mode_monitors(validation: bool, classifier: bool) -> tuple[str, ...]:
+    """What a callback may monitor in a mode's skorch history: ``train_loss``, and with a
+    validation split ``valid_loss`` (and ``valid_acc`` for a classifier); each also as ``*_best``."""
+    names = MODE_MONITORS + (("valid_loss",) + (("valid_acc",) if classifier else ()) if validation else ())
+    return names + tuple(f"{name}_best" for name in names)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class ModeTraining:
     augment : callable, default=None
         Applied to the inputs of every training minibatch, on the training device
         (:mod:`sklearn_espro.augment`).
+    valid_batch_size : int, default=None
+        Rows per forward pass when held-out rows are scored (``train_mode``'s ``valid``);
+        ``None``: ``batch_size``.
 
     Examples
     --------
@@ -74,6 +86,7 @@ class ModeTraining:
     callbacks: tuple[Any, ...] = ()
     max_grad_norm: float | None = None
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    valid_batch_size: int | None = None
 
 
 class _Interrupted(Exception):
@@ -139,6 +152,21 @@ class _DeviceBatches:
         torch.randperm(len(self.X), generator=self.generator)  # its sampler's draw for a remainder of 0 samples
 
 
+class _DeviceValidBatches:
+    """skorch's validation iterator over tensors already on the training device: the batches
+    in order, as skorch's default (a ``DataLoader`` without shuffling), without collation."""
+
+    def __init__(self, dataset, *, data, batch_size):
+        self.X, self.y = data
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.X) // self.batch_size)
+
+    def __iter__(self):
+        return zip(self.X.split(self.batch_size), self.y.split(self.batch_size))
+
+
 def _data_device(X: np.ndarray, device: str) -> str:
     """Where the training data is kept: on the training device when it takes at most a
     quarter of that device's free memory, else on the CPU (skorch then moves each batch)."""
@@ -158,6 +186,7 @@ def train_mode(
     seed: int,
     phase: str = "mode",
     on_epoch: EpochCallback | None = None,
+    valid: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train one network (a mode) with skorch: SGD-style optimizer, cosine schedule.
 
@@ -176,13 +205,18 @@ def train_mode(
         Name of this phase in errors and history.
     on_epoch : callable, default=None
         Called after each epoch with that epoch's history record.
+    valid : (X_valid, y_valid) or None, default=None
+        Held-out rows, as ``X`` and ``y``: skorch's validation split
+        (``predefined_split``), scored after every epoch and never trained on; callbacks
+        may then monitor ``valid_loss`` (and ``valid_acc`` for a classifier).
 
     Returns
     -------
     module : nn.Module
         The trained network, on the CPU.
     history : list of dict
-        One record per epoch: ``phase``, ``vertex`` (0), ``epoch``, ``loss``.
+        One record per epoch: ``phase``, ``vertex`` (0), ``epoch``, ``loss``; with ``valid``,
+        also ``valid_loss`` (and ``valid_acc`` for a classifier).
 
     Examples
     --------
@@ -200,7 +234,8 @@ def train_mode(
         def on_epoch_end(self, net, **kwargs):
             loss = float(net.history[-1, "train_loss"])
             check_finite(loss, len(history), phase, f"lr={t.lr:g}")
-            history.append({"phase": "mode", "vertex": 0, "epoch": len(history), "loss": loss})
+            scores = {k: float(net.history[-1, k]) for k in ("valid_loss", "valid_acc") if k in net.history[-1]}
+            history.append({"phase": "mode", "vertex": 0, "epoch": len(history), "loss": loss, **scores})
             if on_epoch is not None:
                 on_epoch(history[-1])
 
@@ -216,7 +251,7 @@ def train_mode(
         lr=t.lr,
         max_epochs=t.max_epochs,
         batch_size=t.batch_size,
-        train_split=None,
+        train_split=None if valid is None else predefined_split(Dataset(*valid)),
         device=device,
         verbose=0,
         **task,
@@ -234,6 +269,7 @@ def train_mode(
         iterator_train__generator=torch.Generator().manual_seed(seed),
         iterator_train__device=device,
         iterator_train__augment=t.augment,
+        **_valid_iterator(valid, data_device, t.valid_batch_size or t.batch_size),
         **{f"optimizer__{k}": v for k, v in t.optimizer_kwargs.items()},
         **{f"criterion__{k}": v for k, v in t.criterion_kwargs.items()},
     )
@@ -246,6 +282,14 @@ def train_mode(
     if t.n_classes is not None and t.criterion is nn.CrossEntropyLoss and not t.criterion_kwargs and history:
         warn_if_not_learned(history[-1]["loss"], y, t.n_classes, phase, t.lr)
     return net.module_.cpu(), history
+
+
+def _valid_iterator(valid: tuple[np.ndarray, np.ndarray] | None, data_device: str, batch_size: int) -> dict[str, Any]:
+    """skorch's arguments for the held-out rows: kept where the training rows are, batches in order."""
+    if valid is None:
+        return {}
+    return {"iterator_valid": _DeviceValidBatches, "iterator_valid__batch_size": batch_size,
+            "iterator_valid__data": tuple(torch.as_tensor(a, device=data_device) for a in valid)}
 
 
 def _has_scheduler(callbacks) -> bool:

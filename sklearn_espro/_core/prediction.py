@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm
+from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm, subsample_rows
 from ..geometry import sample_barycentric
 from .simplex import Params, Simplex, batched_forward, expand, private_module
 
@@ -81,7 +81,9 @@ def model_buffers(module: nn.Module, params: Params, buffers: Params, X: Tensor 
         Shared by every model (a simplex's, or a module's own).
     X : Tensor of shape (n_samples, ...) or None
         Data for the statistics (in batches of ``batch_size``, none shorter than two);
-        ``None`` keeps ``buffers``' statistics.
+        ``None`` keeps ``buffers``' statistics. Every model sees the same batches: all
+        models in one vectorised forward per batch, or, for a convolutional network,
+        one model at a time as a plain module (as :func:`forward_models` runs them).
     batch_size : int
 
     Returns
@@ -101,15 +103,19 @@ def model_buffers(module: nn.Module, params: Params, buffers: Params, X: Tensor 
     if X is None or not batchnorm_buffer_names(module):
         return out
     with private_module(module) as work:  # recomputation sets the layers' mode and momentum
-        return recompute_batchnorm(work, params, out, X.split(batch_sizes(len(X), batch_size, 2)))
+        return recompute_batchnorm(work, params, out, X.split(batch_sizes(len(X), batch_size, 2)),
+                                   per_model=_has_convolution(module))
 
 
 def draw_member(simplex: Simplex, n_models: int, X: Tensor | None, batch_size: int,
-                generator: torch.Generator) -> Member:
+                generator: torch.Generator, max_rows: int | None = None) -> Member:
     """``n_models`` points drawn uniformly from ``simplex``, with BatchNorm statistics recomputed on ``X``.
 
     The statistics of a 0-simplex's models (its mode) are kept: they were computed for
-    exactly those weights.
+    exactly those weights. Those of the others come from at most ``max_rows`` rows of
+    ``X``, drawn once for all the models (after the coordinates, by the same generator;
+    :func:`~sklearn_espro._core.batchnorm.subsample_rows`), so their cost is bounded
+    whatever the size of ``X``; nothing is drawn when nothing is recomputed.
 
     Parameters
     ----------
@@ -121,7 +127,9 @@ def draw_member(simplex: Simplex, n_models: int, X: Tensor | None, batch_size: i
     batch_size : int
         Samples per forward pass while statistics are recomputed.
     generator : torch.Generator
-        On the simplex's device; draws the coordinates.
+        On the simplex's device; draws the coordinates, then the rows.
+    max_rows : int, default=None
+        At least 2 (BatchNorm cannot normalise one row); ``None``: every row of ``X``.
 
     Returns
     -------
@@ -138,7 +146,11 @@ def draw_member(simplex: Simplex, n_models: int, X: Tensor | None, batch_size: i
     """
     device = next(iter(simplex.vertices.values())).device
     coords = sample_barycentric(n_models, simplex.n_vertices, generator=generator, device=device)
-    return member_at(simplex, coords, X if simplex.n_vertices > 1 else None, batch_size)
+    if simplex.n_vertices == 1 or n_models == 0:
+        X = None
+    elif X is not None and batchnorm_buffer_names(simplex.module):
+        X = subsample_rows(X, max_rows, generator)
+    return member_at(simplex, coords, X, batch_size)
 
 
 def member_at(points: Simplex, coords: Tensor, X: Tensor | None, batch_size: int) -> Member:

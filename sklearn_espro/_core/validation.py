@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from torch import nn
 
 from .batchnorm import has_batchnorm
-from .modes import INTERNAL_CALLBACK_PREFIX, MODE_MONITORS
+from .modes import INTERNAL_CALLBACK_PREFIX, mode_monitors
 from .simplex import private_module
 
 __all__ = [
@@ -324,10 +324,13 @@ def check_trainable(module: nn.Module, n_vertices: int) -> None:
         )
 
 
-def check_callbacks(callbacks) -> None:
+def check_callbacks(callbacks, *, validation: bool = False, classifier: bool = True) -> None:
     """Each callback must be a skorch callback (instance, class or (name, callback) pair)
-    that monitors something the mode training records (no validation split there)."""
+    that monitors something the mode training records: ``train_loss``, and with a
+    validation split (``validation``) ``valid_loss`` and, for a classifier, ``valid_acc``."""
     from skorch.callbacks import Callback
+
+    monitors = mode_monitors(validation, classifier)
 
     for i, item in enumerate(callbacks or []):
         cb = item[1] if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) else item
@@ -346,12 +349,14 @@ def check_callbacks(callbacks) -> None:
             raise ValueError(f"callbacks[{i}] is named {name!r}; names starting with {INTERNAL_CALLBACK_PREFIX!r} "
                              "belong to the callbacks ESPRO adds itself: choose another name.")
         monitor = getattr(cb, "monitor", None)
-        if isinstance(monitor, str) and monitor not in MODE_MONITORS:
-            raise ValueError(
-                f"callbacks[{i}] ({type(cb).__name__}) monitors {monitor!r}, but the history of a mode's training "
-                f"records only {', '.join(map(repr, MODE_MONITORS))} (modes train without a validation split): "
-                f"monitor 'train_loss' instead, e.g. {type(cb).__name__}(monitor='train_loss')."
-            )
+        if isinstance(monitor, str) and monitor not in monitors:
+            recorded = ", ".join(repr(m) for m in monitors if not m.endswith("_best"))
+            fix = ("(each also as '*_best'): monitor one of those instead" if validation else
+                   "(no validation split: validation_fraction is None): monitor 'train_loss' instead, e.g. "
+                   f"{type(cb).__name__}(monitor='train_loss'), or set validation_fraction (e.g. 0.1) to hold "
+                   "rows out and record 'valid_loss'")
+            raise ValueError(f"callbacks[{i}] ({type(cb).__name__}) monitors {monitor!r}, but the history of a mode's "
+                             f"training records only {recorded} {fix}.")
 
 
 def check_modes(modes: Any, n_min: int = 1, n_max: int | None = None) -> list[nn.Module]:
