@@ -109,7 +109,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
         vertex_lr=0.005,
         vertex_schedule="cosine",
         batch_size=64,
-        max_grad_norm=5.0,
+        max_grad_norm=10.0,
         augment=None,
         predict_batch_size=1024,
         batchnorm_rows=2048,

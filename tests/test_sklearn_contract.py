@@ -34,7 +34,7 @@ def test_sklearn_compatible_estimator(estimator, check):
 @parametrize_with_checks([ESPROClassifier(), ESPRORegressor()])
 def test_sklearn_compatible_with_every_default(estimator, check):
     """What a user who runs check_estimator on the defaults gets: scikit-learn's data are unscaled
-    (features around 100), which the gradient clipping (max_grad_norm=5) keeps from diverging."""
+    (features around 100), which the gradient clipping (max_grad_norm=10) keeps from diverging."""
     check(estimator)
 
 

@@ -1,0 +1,167 @@
+"""The budget curve: calibrated NLL and deep-ensemble equivalents against total training epochs.
+
+For each data set and seed, trains once and caches the probabilities of every member:
+
+- a pool of 6 independently trained networks (ESPRO's modes, ``n_vertices=1``): the deep
+  ensembles DE(1..6) average the first J;
+- for each simplex setting (``CONFIGS``), a simplex grown from each of the pool's first 4
+  networks: ESPRO(J) averages the first J simplexes (each the mean of its sampled models).
+
+Each ensemble of J is scored as the mean over every choice of J of the seed's networks (or
+simplexes), which smooths each seed's curve. Each ensemble is judged on the test sets after temperature scaling fitted on a validation
+split (:func:`sklearn_espro.metrics.calibrated_nll`, scikit-learn's own temperature
+scaling), and by its deep-ensemble equivalent (DEE: the size of the deep ensemble, of the
+same seed, with the same calibrated NLL on the same test set). Differences are paired by
+seed, with 95% t-intervals; a claim holds only when its interval excludes zero.
+
+MNIST-1D: 4,000 training series (the package's), 2,000 fresh validation series, 10,000
+fresh test series clean and 10,000 at each shift severity (``datasets.py``). Digits: its
+training part less a fifth for validation; its test part (540 images) and shifted copies
+(too few for small effects: no generated test set exists for it).
+
+    python benchmarks/budget.py --data mnist1d-cnn --seeds 5       # trains what is missing
+    python benchmarks/budget.py --data mnist1d-cnn --report-only   # tables from the cache
+    python benchmarks/budget.py --data mnist1d-cnn --configs v4x3 v4x3-h5   # some settings only
+
+Resumable: every (data set, seed, setting) is cached in ``--out`` as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import datasets
+from sklearn_espro import MLP, ConvNet1d, ESPROClassifier
+from sklearn_espro.augment import SeriesAugmentation
+
+ROOT = Path(__file__).resolve().parent.parent
+POOL, GROWN = 6, 4  # networks trained per seed; simplexes grown (ESPRO's J goes to GROWN)
+MODE_EPOCHS = 30
+
+# name: (pool, ESPROClassifier arguments of the simplexes). A pool is how its networks train.
+POOLS = {"plain": {}, "aug": {"augment": SeriesAugmentation(max_shift=4, noise=0.05)}}
+CONFIGS = {
+    "v4x3": ("plain", dict(n_vertices=4, vertex_epochs=3)),  # the defaults: 30% extra epochs
+    "v4x6": ("plain", dict(n_vertices=4, vertex_epochs=6)),  # 60%
+    "v4x10": ("plain", dict(n_vertices=4, vertex_epochs=10)),  # 100%
+    "v4x3-h5": ("plain", dict(n_vertices=4, vertex_epochs=3, n_train_samples=5)),
+    "v4x10-h5": ("plain", dict(n_vertices=4, vertex_epochs=10, n_train_samples=5)),
+    "v2x9": ("plain", dict(n_vertices=2, vertex_epochs=9)),  # 30% in one vertex
+    "v4x3-lr0.2": ("plain", dict(n_vertices=4, vertex_epochs=3, vertex_lr=0.2)),
+    "aug-v4x3": ("aug", dict(n_vertices=4, vertex_epochs=3)),
+    "aug-v2x9": ("aug", dict(n_vertices=2, vertex_epochs=9)),
+    "aug-v4x3-lr0.2": ("aug", dict(n_vertices=4, vertex_epochs=3, vertex_lr=0.2)),
+    "aug-v4x3-h5": ("aug", dict(n_vertices=4, vertex_epochs=3, n_train_samples=5)),
+    "aug-v4x10": ("aug", dict(n_vertices=4, vertex_epochs=10)),
+}
+
+
+def mnist1d_sets() -> dict:
+    """Training set, validation set and test sets {condition: (X, y)} of at least 10,000 series."""
+    from mnist1d.data import make_dataset
+
+    def fresh(seed, n, severity=0):
+        args = datasets._mnist1d_args(seed=seed, severity=severity)
+        args.num_samples = n  # the package splits them; both parts are kept
+        d = make_dataset(args)
+        X = np.concatenate([d["x"], d["x_test"]]).astype(np.float32)
+        return X, np.concatenate([d["y"], d["y_test"]]).astype(np.int64)
+
+    train = datasets.mnist1d(shift=False)
+    tests = {"clean": fresh(8, 10000)}
+    for s in datasets.SEVERITIES:
+        tests[f"shift{s}"] = fresh(2000 + s, 10000, severity=s)
+    return {"train": (train.X, train.y), "val": fresh(7, 2000), "tests": tests}
+
+
+def digits_sets() -> dict:
+    data = datasets.digits()
+    cut = int(0.8 * len(data.X))
+    tests = {"clean": (data.X_test, data.y_test)}
+    for s in datasets.SEVERITIES:  # the three shift kinds pooled at each severity
+        parts = [data.shifted[(k, s)] for k in ("rotation", "noise", "blur")]
+        tests[f"shift{s}"] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return {"train": (data.X[:cut], data.y[:cut]), "val": (data.X[cut:], data.y[cut:]), "tests": tests}
+
+
+SETTINGS = {"mnist1d-cnn": (mnist1d_sets, ConvNet1d), "digits-mlp": (digits_sets, MLP)}
+
+
+def _member_probas(clf: ESPROClassifier, sets: dict) -> dict[str, np.ndarray]:
+    """{set name: (n_members, n_rows, n_classes) float32}: each member's (simplex's) mean probabilities."""
+    out = {}
+    members = clf.members_
+    try:
+        for name, (X, _) in [("val", sets["val"]), *sets["tests"].items()]:
+            rows = []
+            for m in members:
+                clf.members_ = [m]
+                rows.append(clf.predict_proba(X).astype(np.float32))
+            out[name] = np.stack(rows)
+    finally:
+        clf.members_ = members
+    return out
+
+
+def train_seed(name: str, seed: int, sets: dict, configs: list[str], out: Path, device: str) -> None:
+    """Train what the cache lacks for one seed: the pools, then each simplex setting."""
+    module = SETTINGS[name][1]
+    X, y = sets["train"]
+    folder = out / name / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pools = {}
+    for pool in dict.fromkeys(CONFIGS[c][0] for c in ["v4x3", *configs]):
+        path, nets = folder / f"pool-{pool}.npz", folder / f"pool-{pool}.pt"
+        if path.exists() and nets.exists():
+            pools[pool] = torch.load(nets, weights_only=False)
+            continue
+        start = time.perf_counter()
+        de = ESPROClassifier(module, n_modes=POOL, n_vertices=1, max_epochs=MODE_EPOCHS, random_state=seed,
+                             device=device, **POOLS[pool]).fit(X, y)
+        pools[pool] = [s.vertex_module(0) for s in de.simplexes_]
+        torch.save(pools[pool], nets)
+        np.savez_compressed(path, **_member_probas(de, sets))
+        print(f"{name} seed {seed} pool {pool}: {time.perf_counter() - start:.0f} s", flush=True)
+    for config in configs:
+        path = folder / f"{config}.npz"
+        if path.exists():
+            continue
+        pool, params = CONFIGS[config]
+        start = time.perf_counter()
+        clf = ESPROClassifier(module, modes=pools[pool][:GROWN], n_modes=GROWN, max_epochs=MODE_EPOCHS,
+                              random_state=seed, device=device, **POOLS[pool], **params).fit(X, y)
+        np.savez_compressed(path, **_member_probas(clf, sets))
+        print(f"{name} seed {seed} {config}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def extra_epochs(config: str) -> int:
+    params = CONFIGS[config][1]
+    return (params["n_vertices"] - 1) * params["vertex_epochs"]
+
+
+def main() -> None:
+    from report_budget import report
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", default=["mnist1d-cnn"], choices=list(SETTINGS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "budget")
+    parser.add_argument("--report-only", action="store_true", help="tables from the cache, training nothing")
+    args = parser.parse_args()
+    for name in args.data:
+        sets = SETTINGS[name][0]()
+        if not args.report_only:
+            for seed in range(args.seeds):
+                train_seed(name, seed, sets, args.configs, args.out, args.device)
+        print(report(name, sets, args.configs, args.out, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
