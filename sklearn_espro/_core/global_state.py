@@ -10,13 +10,16 @@ not overlap; process-based joblib backends never overlap.)
 
 from __future__ import annotations
 
+import copy
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
-__all__ = ["own_global_rng", "vectorisable_attention"]
+__all__ = ["own_global_rng", "private_module", "vectorisable_attention"]
 
 
 _rng_lock = threading.Lock()
@@ -118,3 +121,51 @@ def vectorisable_attention() -> Iterator[None]:
             if _attention_users == 0:
                 for setter, value in _attention_saved:
                     setter(value)
+
+
+_pools: weakref.WeakKeyDictionary[nn.Module, list[nn.Module]] = weakref.WeakKeyDictionary()
+_pools_lock = threading.Lock()
+
+
+@contextmanager
+def private_module(module: nn.Module, *, training: bool = False) -> Iterator[nn.Module]:
+    """A copy of ``module`` that no other call uses while this block runs, in the mode asked for.
+
+    ``functional_call`` swaps weights into the module it runs, and BatchNorm
+    recomputation changes its layers' momentum and mode: two threads predicting with
+    one fitted estimator must not do that to one shared module. Each block borrows a
+    copy from a pool kept per ``module`` (made with ``copy.deepcopy`` the first time
+    more blocks overlap than the pool holds) and gives it back after; ``module``
+    itself is only read.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The architecture (a simplex's module); never changed.
+    training : bool, default=False
+        The mode of the copy inside the block.
+
+    Yields
+    ------
+    nn.Module
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 2).train()
+    >>> with private_module(net) as work:
+    ...     work is net, work.training
+    (False, False)
+    >>> net.training
+    True
+    """
+    with _pools_lock:
+        free = _pools.setdefault(module, [])
+        work = free.pop() if free else None
+    if work is None:
+        work = copy.deepcopy(module)
+    try:
+        yield work.train(training)
+    finally:
+        with _pools_lock:
+            _pools.setdefault(module, []).append(work)

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .global_state import own_global_rng
+from .global_state import own_global_rng, private_module
 from .growing import grow_simplex
 from .modes import ModeTraining, train_mode
 from .prediction import Member, draw_member
-from .simplex import Simplex, batched_forward, private_module
+from .simplex import Simplex, batched_forward
 
 __all__ = ["VertexTraining", "fit_simplex", "grow_member", "sample_members"]
 

@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .global_state import private_module
 from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm, subsample_rows
 from ..geometry import sample_barycentric
-from .simplex import Params, Simplex, batched_forward, expand, private_module
+from .simplex import Params, Simplex, batched_forward, expand
 
 __all__ = ["Member", "draw_member", "forward_models", "mean_probabilities", "mean_softmax", "member_at", "member_outputs",
            "model_buffers"]

@@ -10,16 +10,13 @@ one vectorised forward through ``torch.func.vmap`` over
 from __future__ import annotations
 
 import copy
-import threading
-import weakref
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from .global_state import vectorisable_attention
+from .global_state import private_module, vectorisable_attention
 from ..geometry import log_simplex_volume
 
 __all__ = [
@@ -29,7 +26,6 @@ __all__ = [
     "expand",
     "fixed_tensors",
     "flatten",
-    "private_module",
     "trainable_parameters",
     "unflatten",
 ]
@@ -238,54 +234,6 @@ def batched_forward(
     in_dims = (0, 0 if buffers_batched else None, 0 if x_batched else None)
     with vectorisable_attention():
         return vmap(call, in_dims=in_dims, randomness="different")(params, buffers, x)
-
-
-_pools: weakref.WeakKeyDictionary[nn.Module, list[nn.Module]] = weakref.WeakKeyDictionary()
-_pools_lock = threading.Lock()
-
-
-@contextmanager
-def private_module(module: nn.Module, *, training: bool = False) -> Iterator[nn.Module]:
-    """A copy of ``module`` that no other call uses while this block runs, in the mode asked for.
-
-    ``functional_call`` swaps weights into the module it runs, and BatchNorm
-    recomputation changes its layers' momentum and mode: two threads predicting with
-    one fitted estimator must not do that to one shared module. Each block borrows a
-    copy from a pool kept per ``module`` (made with ``copy.deepcopy`` the first time
-    more blocks overlap than the pool holds) and gives it back after; ``module``
-    itself is only read.
-
-    Parameters
-    ----------
-    module : nn.Module
-        The architecture (a simplex's module); never changed.
-    training : bool, default=False
-        The mode of the copy inside the block.
-
-    Yields
-    ------
-    nn.Module
-
-    Examples
-    --------
-    >>> import torch
-    >>> net = torch.nn.Linear(2, 2).train()
-    >>> with private_module(net) as work:
-    ...     work is net, work.training
-    (False, False)
-    >>> net.training
-    True
-    """
-    with _pools_lock:
-        free = _pools.setdefault(module, [])
-        work = free.pop() if free else None
-    if work is None:
-        work = copy.deepcopy(module)
-    try:
-        yield work.train(training)
-    finally:
-        with _pools_lock:
-            _pools.setdefault(module, []).append(work)
 
 
 class Simplex:
