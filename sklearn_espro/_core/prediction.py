@@ -8,7 +8,6 @@ and their statistics recomputed; :func:`mean_probabilities` is Eq. 5.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -265,13 +264,15 @@ def mean_softmax(module: nn.Module, params: Params, buffers: Params, x: Tensor, 
     """Mean over models of ``softmax(f(x; theta_m))`` in float64: (n_samples, n_classes).
 
     As :func:`forward_models` runs them, except that a convolutional network runs each
-    model over all batches as a plain module (a working copy with its weights copied
-    in): the same outputs without ``functional_call``'s cost per call.
+    model over all batches as a plain module (``module`` itself, each model's weights
+    copied in): the same outputs without ``functional_call``'s cost per call.
 
     Parameters
     ----------
     module : nn.Module
-        Used as it is (training or evaluation mode).
+        Used as it is (training or evaluation mode). A convolutional network's own
+        weights are overwritten: pass a private copy (:func:`~.global_state.private_module`),
+        as :func:`mean_probabilities` does.
     params, buffers : dict of str to Tensor of shape ``(n_models, *shape)``
     x : Tensor of shape (n_samples, ...)
     batch_size : int
@@ -291,7 +292,7 @@ def mean_softmax(module: nn.Module, params: Params, buffers: Params, x: Tensor, 
     if not _has_convolution(module):
         return torch.cat([forward_models(module, params, buffers, xb).double().softmax(-1).mean(0)
                           for xb in x.split(batch_size)])
-    work = copy.deepcopy(module)  # one model at a time: its weights copied in, then plain forwards
+    work = module  # one model at a time: its weights copied into the caller's private copy, then plain forwards
     n_models = next(iter(params.values())).shape[0]
     total = None
     with torch.no_grad():
