@@ -79,13 +79,16 @@ def report(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> 
         extra = extra_epochs(config)
         lines.append(f"#### {config} ({CONFIGS[config][1]}, pool {pool!r}; {extra} extra epochs per simplex = "
                      f"{100 * extra / MODE_EPOCHS:.0f}% of a mode; seeds {done})\n")
+        raw_conds = [c for c in (conds[0], conds[-1])]  # raw NLL beside: clean and the strongest shift
         lines.append("| ensemble | epochs | " + " | ".join(f"cal. NLL {c}" for c in conds) + " | " +
+                     " | ".join(f"raw NLL {c}" for c in raw_conds) + " | " +
                      " | ".join(f"DEE {c}" for c in conds) + " |")
-        lines.append("|---|---|" + "---|" * (2 * len(conds)))
+        lines.append("|---|---|" + "---|" * (2 * len(conds) + len(raw_conds)))
         de_cal = {(seed, c): [s[(seed, de, j)][c][1] for j in range(1, POOL + 1)] for seed in done for c in conds}
         for kind, n, per in [(de, POOL, MODE_EPOCHS), (config, GROWN, MODE_EPOCHS + extra)]:
             for j in range(1, n + 1):
                 cal = [f"{np.mean([s[(seed, kind, j)][c][1] for seed in done]):.4f}" for c in conds]
+                cal += [f"{np.mean([s[(seed, kind, j)][c][0] for seed in done]):.4f}" for c in raw_conds]
                 dee = []
                 for c in conds:
                     v = [deep_ensemble_equivalent(s[(seed, kind, j)][c][1], de_cal[(seed, c)]) for seed in done]
