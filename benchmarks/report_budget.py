@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from budget import CONFIGS, GROWN, MODE_EPOCHS, POOL, ROOT, extra_epochs
+from budget import CONFIGS, ROOT, SETTINGS, extra_epochs
 from sklearn_espro.metrics import calibrated_nll, deep_ensemble_equivalent
 
 
@@ -40,6 +40,7 @@ def scores(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> 
     choice of J of them: a smooth curve in J for each seed, so that DEE is not at the mercy of
     one network's luck.
     """
+    POOL, GROWN = SETTINGS[name].pool, SETTINGS[name].grown
     y_val = sets["val"][1]
     result = {}
     for seed in range(seeds):
@@ -67,6 +68,7 @@ def _complete_seeds(s: dict, kinds: list[str]) -> list[int]:
 
 
 def report(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> str:
+    POOL, GROWN, MODE_EPOCHS = SETTINGS[name].pool, SETTINGS[name].grown, SETTINGS[name].mode_epochs
     s = scores(name, sets, configs, out, seeds)
     conds = list(sets["tests"])
     lines = [f"### {name}: calibrated NLL and deep-ensemble equivalents\n"]
@@ -137,6 +139,7 @@ def report(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> 
 
 def plot(name: str, s: dict, configs: list[str], conds: list[str]) -> Path | None:
     """Calibrated NLL and DEE against total epochs, clean and at the middle and strongest shifts."""
+    POOL, GROWN, MODE_EPOCHS = SETTINGS[name].pool, SETTINGS[name].grown, SETTINGS[name].mode_epochs
     try:
         import matplotlib
     except ImportError:
@@ -166,7 +169,7 @@ def plot(name: str, s: dict, configs: list[str], conds: list[str]) -> Path | Non
     for col in range(len(shown)):
         axes[0, col].set_ylabel("calibrated NLL")
         axes[1, col].set_ylabel("deep-ensemble equivalent")
-        axes[1, col].plot([MODE_EPOCHS, POOL * MODE_EPOCHS], [1, POOL], "k:", lw=0.8, label="epochs / 30")
+        axes[1, col].plot([MODE_EPOCHS, POOL * MODE_EPOCHS], [1, POOL], "k:", lw=0.8, label=f"epochs / {MODE_EPOCHS}")
         for row in range(2):
             axes[row, col].set_xlabel("total training epochs")
             axes[row, col].grid(alpha=0.3)
