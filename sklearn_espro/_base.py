@@ -19,12 +19,13 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
 from ._compat import Version03Attributes
 from ._core.global_state import own_global_rng
 from ._core.members import fit_simplex, grow_member, sample_members
+from ._core.rows import StreamedRows, as_rows, is_streamed, streamed_input
 from ._core.validation import (
     Interval,
     RoutedParamsMixin,
@@ -88,6 +89,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         "modes": [list, tuple, None],
         "warm_start": ["boolean"],
     }
+    _STREAMS = True  # fit and prediction stream a torch Dataset or a numpy memmap
     _INTEGERS = ("n_modes", "n_vertices", "n_train_samples", "n_samples", "max_epochs", "vertex_epochs",
                  "batch_size", "predict_batch_size", "n_jobs", "batchnorm_rows")
 
@@ -111,15 +113,17 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         """Anything fitted from the members (a regressor's noise level)."""
 
     # -- fitting ----------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Train the modes, grow their simplexes, and fix the models used for prediction.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Cast to float32; 2-D for MLPs, 3-D or 4-D for convolutional networks.
-        y : array-like of shape (n_samples,) or (n_samples, n_targets)
-            Class labels of any type (classifier), or numbers (regressor).
+        X : array-like of shape (n_samples, ...), numpy memmap or torch Dataset
+            Cast to float32; 2-D for MLPs, 3-D or 4-D for convolutional networks. A
+            memmap or map-style ``Dataset`` (classifier) is read a minibatch at a time.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets), or None
+            Class labels of any type (classifier), or numbers (regressor). ``None`` when
+            ``X`` is a ``Dataset`` of ``(input, target)`` pairs.
 
         Returns
         -------
@@ -141,7 +145,10 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
             raise ValueError("The 'n_jobs' parameter must be None, a positive int, or a negative int (-1: all "
                              "cores), as in joblib; got 0.")
         self._check_routed()
-        X, y = self._validate_fit_data(X, y)
+        if self._streamed(X):  # a Dataset or memmap: read a batch at a time, never copied whole
+            X, y = self._validate_streamed(X, y, fit=True)
+        else:
+            X, y = self._validate_fit_data(X, y)
         targets = self._targets(y)
         device = resolve_device(self.device)
         optimizer_kwargs = optimizer_arguments(self.optimizer, self._routed("optimizer__"))
@@ -211,10 +218,32 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         tags.input_tags.three_d_array = True  # (n, channels, length) for convolutional modules
         return tags
 
+    def _streamed(self, X) -> bool:
+        """Whether ``X`` is read a batch at a time: a Dataset, or a memmap when this estimator streams."""
+        return is_streamed(X) and (self._STREAMS or not isinstance(X, np.memmap))
+
+    def _validate_streamed(self, X, y, *, fit: bool) -> tuple[StreamedRows, Any]:
+        """A Dataset or memmap checked and viewed as rows read on demand (``rows.streamed_input``)."""
+        if not self._STREAMS:
+            raise ValueError(f"{type(self).__name__} takes X in memory (an array; a memmap is read into memory); "
+                             "a torch Dataset is accepted by ESPROClassifier.")
+        loader = {"train": self._routed("iterator_train__"), "valid": self._routed("iterator_valid__")}
+        rows, y = streamed_input(X, y, loader=loader, fit=fit)
+        if fit:
+            y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y.ravel()
+            self.n_features_in_ = rows.sample_shape[0]
+            self.__dict__.pop("feature_names_in_", None)
+        return rows, y
+
     # -- shared by prediction -----------------------------------------------------------
-    def _validate_X(self, X) -> np.ndarray:
+    def _validate_X(self, X) -> np.ndarray | StreamedRows:
         check_is_fitted(self)
-        X = check_X_y(partial(validate_data, self), X, reset=False, allow_nd=True, dtype=np.float32)
+        if self._streamed(X):
+            X, _ = self._validate_streamed(X, None, fit=False)
+        else:
+            X = check_X_y(partial(validate_data, self), X, reset=False, allow_nd=True, dtype=np.float32)
         if X.shape[1:] != self._input_shape:
             raise ValueError(
                 f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} was fitted on "
@@ -229,7 +258,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         ----------
         n_models : int
             At least 0.
-        X : array-like of shape (n_samples, ...), default=None
+        X : array-like of shape (n_samples, ...), numpy memmap or torch Dataset, default=None
             Data on which BatchNorm statistics of each model are recomputed; required
             when the module has BatchNorm layers and the simplexes have more than one vertex.
             As in ``fit``, at most ``batchnorm_rows`` rows of it are used, drawn once per
@@ -245,7 +274,7 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         if isinstance(n_models, (bool, np.bool_)) or not isinstance(n_models, Integral) or n_models < 0:
             raise ValueError(f"n_models must be a non-negative int, got {n_models!r}.")
         seed = int(check_random_state(random_state).randint(MAX_SEED))
-        X_t = None if X is None else torch.from_numpy(self._validate_X(X))
+        X_t = None if X is None else as_rows(self._validate_X(X))
         if X_t is not None:
             check_batchnorm_batch(self.simplexes_[0].module, self.batch_size, len(X_t))
         # statistics over batches of the training batch size, as fit computes them

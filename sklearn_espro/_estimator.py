@@ -16,6 +16,7 @@ from torch import nn
 
 from ._base import ESPROBase, Targets
 from ._core.prediction import mean_probabilities
+from ._core.rows import as_rows
 from ._core.validation import StrOptions, check_criterion, check_module, check_X_y, resolve_device
 from ._modules import MLP
 from ._starts import encode_labels, weighted_criterion_kwargs
@@ -161,7 +162,16 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         ``modes`` list may only gain networks at its end. Other parameters (``n_samples``,
         ``module__*``, rates) apply to what this fit trains, not to fitted members.
     **kwargs
-        ``module__*``, ``optimizer__*`` and ``criterion__*`` arguments, as in skorch.
+        ``module__*``, ``optimizer__*`` and ``criterion__*`` arguments, as in skorch; and
+        for data read a batch at a time (a ``Dataset`` or memmap ``X``), ``DataLoader``
+        arguments: ``iterator_train__*`` for the training batches, ``iterator_valid__*``
+        for batches in order (held-out rows, BatchNorm statistics, prediction), e.g.
+        ``iterator_train__num_workers=4, iterator_train__pin_memory=True``. Only
+        ``num_workers``, ``pin_memory``, ``prefetch_factor``, ``persistent_workers``,
+        ``timeout``, ``worker_init_fn``, ``multiprocessing_context``,
+        ``pin_memory_device`` and ``in_order``: the batches, their order and their
+        collation are ESPRO's, so that the rows train the same model however they arrive.
+        In-memory arrays ignore them (they are indexed on the device directly).
 
     Attributes
     ----------
@@ -185,6 +195,15 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
 
     Notes
     -----
+    ``X`` may be larger than memory: a numpy memmap (read by position from its file, a
+    minibatch at a time, never copied whole), or a map-style torch ``Dataset`` whose items
+    are inputs (with ``y``) or ``(input, target)`` pairs (``y=None``: the targets are read
+    in one pass at the start of ``fit``), as skorch takes them. Both train the same model
+    as the array in memory (same ``random_state``, on the CPU), stream a ``DataLoader``'s
+    batches to the device (``iterator_train__*``), and so do ``predict_proba``,
+    ``predict`` and ``sample_models(X=...)``. A memmap's values are checked for NaN in
+    chunks before training; a dataset's as its batches are read.
+
     Every parameter and the module, optimizer, criterion and callbacks are checked
     before any training starts. A fit never ends with non-finite vertices, log-volumes
     or probabilities: it raises ``FloatingPointError`` naming the phase instead, and
@@ -314,7 +333,8 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
+        X : array-like of shape (n_samples, ...), numpy memmap or torch Dataset
+            A memmap or dataset is read ``predict_batch_size`` rows at a time.
 
         Returns
         -------
@@ -328,7 +348,7 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         """
         X = self._validate_X(X)
         device = resolve_device(self.device, fallback=True)
-        proba = mean_probabilities(self.members_, torch.from_numpy(X), self.predict_batch_size, device).numpy()
+        proba = mean_probabilities(self.members_, as_rows(X), self.predict_batch_size, device).numpy()
         bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
         if len(bad):
             raise FloatingPointError(

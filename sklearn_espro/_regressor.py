@@ -92,6 +92,7 @@ class ESPRORegressor(RegressorMixin, ESPROBase):
     ((3,), True)
     """
 
+    _STREAMS = False  # its noise level is fitted on every training row's outputs, in memory
     _parameter_constraints: dict = dict(ESPROBase._parameter_constraints)
 
     def __init__(

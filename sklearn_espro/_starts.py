@@ -21,6 +21,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from torch import nn
 
+from ._core.rows import StreamedRows
 from ._core.validation import mode_state_dict
 from ._core.members import VertexTraining
 from ._core.prediction import Member
@@ -148,6 +149,8 @@ def split_validation(X: np.ndarray, y: np.ndarray, fraction: float | None, seed:
         missing = classes.tolist()[np.setdiff1d(np.arange(len(classes)), y[train])[0]]
         raise ValueError(f"validation_fraction={fraction} leaves no row of class {missing!r} to train on; "
                          "use a smaller validation_fraction.")
+    if isinstance(X, StreamedRows):  # views of the rows, nothing read
+        return X.subset(train), y[train], (X.subset(valid), y[valid])
     return X[train], y[train], (X[valid], y[valid])
 
 

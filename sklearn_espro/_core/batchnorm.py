@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from .rows import StreamedRows
 from .simplex import Params, batched_forward
 
 __all__ = [
@@ -55,15 +56,17 @@ def batch_sizes(n_samples: int, batch_size: int, min_size: int = 1) -> list[int]
     return sizes
 
 
-def subsample_rows(X: Tensor, max_rows: int | None, generator: torch.Generator) -> Tensor:
+def subsample_rows(X: Tensor | StreamedRows, max_rows: int | None,
+                   generator: torch.Generator) -> Tensor | StreamedRows:
     """``max_rows`` rows of ``X`` drawn uniformly without replacement, in their order in ``X``.
 
     All of ``X`` (itself, the generator untouched) when ``max_rows`` is None or ``X`` has
-    no more rows; otherwise a new tensor (``X`` is only read).
+    no more rows; otherwise a new tensor (``X`` is only read; streamed rows are read now,
+    onto the CPU).
 
     Parameters
     ----------
-    X : Tensor of shape (n_samples, ...)
+    X : Tensor of shape (n_samples, ...), or StreamedRows
     max_rows : int or None
     generator : torch.Generator
         Draws the rows (on its own device; the rows are taken on ``X``'s).
@@ -83,8 +86,8 @@ def subsample_rows(X: Tensor, max_rows: int | None, generator: torch.Generator) 
     """
     if max_rows is None or len(X) <= max_rows:
         return X
-    rows = torch.randperm(len(X), generator=generator, device=generator.device)[:max_rows]
-    return X[rows.sort().values.to(X.device)]
+    rows = torch.randperm(len(X), generator=generator, device=generator.device)[:max_rows].sort().values
+    return X.take(rows) if isinstance(X, StreamedRows) else X[rows.to(X.device)]
 
 
 def _batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -224,8 +227,10 @@ def recompute_batchnorm(
     ----------
     module : nn.Module
     params, buffers : dict of str to Tensor of shape ``(n_models, *shape)``
-    batches : iterable of Tensor of shape (batch, ...)
-        Each of at least two samples (BatchNorm in training mode cannot normalise one);
+    batches : re-iterable of Tensor of shape (batch, ...)
+        On ``module``'s device (a list, a tensor's ``split``, or streamed rows'
+        :meth:`~.rows.StreamedRows.in_order`, read again for each model with
+        ``per_model``); each of at least two samples (BatchNorm in training mode cannot normalise one);
         :func:`batch_sizes` makes such a split.
     per_model : bool, default=False
 
@@ -253,17 +258,17 @@ def recompute_batchnorm(
     was_training = module.training
     work = {k: v.clone() for k, v in buffers.items()}
     totals = {k: torch.zeros_like(work[k]) for k in names}
-    batches = list(batches)
-    count = sum(len(xb) for xb in batches)
+    count = 0
     try:
         for m in layers:
             m.momentum = 1.0  # running stats := this batch's stats
         module.train()
         if per_model:
-            _statistics_per_model(module, params, work, totals, batches)
+            count = _statistics_per_model(module, params, work, totals, batches)
         else:
             for xb in batches:
                 batched_forward(module, params, work, xb)
+                count += len(xb)
                 for k in names:
                     totals[k] += work[k] * len(xb)
     finally:
@@ -274,19 +279,23 @@ def recompute_batchnorm(
 
 
 def _statistics_per_model(module: nn.Module, params: Params, work: Params, totals: Params,
-                          batches: list[Tensor]) -> None:
+                          batches: Iterable[Tensor]) -> int:
     """:func:`recompute_batchnorm`'s sums, one model at a time as a plain module (a copy of
     ``module``, in its mode, with each model's weights copied in); ``work`` gets each
-    model's buffers after its last batch, as the vectorised forward leaves them."""
+    model's buffers after its last batch, as the vectorised forward leaves them. Returns the
+    rows each model saw; ``batches`` is iterated once per model."""
     net = copy.deepcopy(module)
     own = dict(net.named_buffers())
     for i in range(next(iter(totals.values())).shape[0]):
         values = {**{k: v[i] for k, v in work.items()}, **{k: v[i] for k, v in params.items()}}
         for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
             tensor.copy_(values[name])
+        count = 0
         for xb in batches:
             net(xb)
+            count += len(xb)
             for k in totals:
                 totals[k][i].add_(own[k], alpha=len(xb))
         for k, tensor in own.items():
             work[k][i] = tensor
+    return count

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .rows import load_batches
 from .batchnorm import batch_sizes
 from .simplex import Simplex, unflatten
 from .training import VertexState, chunks, infer, init_vertex_state, run_epoch
@@ -187,9 +188,10 @@ def step_along_gradient(state: VertexState, X: Tensor, y: Tensor, batch_size: in
     """
     order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)[:max_samples]
     grad = torch.zeros_like(state.vertex)
-    total = torch.zeros((), dtype=torch.float64, device=X.device)
-    for idx in order.split(batch_sizes(len(order), batch_size, state.min_chunk)):  # no batch of one with BatchNorm
-        x_chunks, y_chunks = chunks(state, X[idx], y[idx])
+    total = torch.zeros((), dtype=torch.float64, device=y.device)
+    batches = order.split(batch_sizes(len(order), batch_size, state.min_chunk))  # no batch of one with BatchNorm
+    for idx, xb in zip(batches, load_batches(X, batches, y.device)):
+        x_chunks, y_chunks = chunks(state, xb, y[idx])
         logits = infer(state, x_chunks)
         loss = state.criterion(logits.flatten(0, 1), y_chunks.flatten(0, 1)) * (y_chunks.numel() / len(order))
         grad += torch.autograd.grad(loss, state.vertex)[0]

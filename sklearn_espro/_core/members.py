@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .rows import StreamedRows, take
 from .global_state import own_global_rng, private_module
 from .growing import grow_simplex
 from .modes import ModeTraining, train_mode
@@ -54,7 +55,6 @@ class VertexTraining:
     batchnorm_rows : int, default=None
         Rows of the training data, drawn once per simplex, on which the BatchNorm statistics
         of its prediction models are recomputed once its vertices are trained; ``None``: all.
-
     Examples
     --------
     >>> import torch
@@ -235,7 +235,7 @@ def _grow_and_sample(simplex: Simplex, X, y, n_vertices, n_samples, vertex: Vert
                      on_epoch) -> Member:
     """Grow a simplex (on the device) to ``n_vertices`` and draw its prediction models (steps 2 and 3)."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    X_t = torch.as_tensor(X, device=device)
+    X_t = X if isinstance(X, StreamedRows) else torch.as_tensor(X, device=device)  # streamed: read batch by batch
     y_t = torch.as_tensor(y, device=device)
     simplex, records = grow_simplex(
         simplex, X_t, y_t, n_vertices, volume_reg=vertex.volume_reg, phase=name, generator=generator,
@@ -247,7 +247,8 @@ def _grow_and_sample(simplex: Simplex, X, y, n_vertices, n_samples, vertex: Vert
     )
     n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
     member = draw_member(simplex, n_draws, X_t, vertex.batch_size, generator, vertex.batchnorm_rows)
-    _check_fitted_simplex(simplex, member.coords, member.buffers, X_t[: vertex.batch_size], name)
+    first = take(X_t, torch.arange(min(vertex.batch_size, len(X_t)))).to(device)
+    _check_fitted_simplex(simplex, member.coords, member.buffers, first, name)
     return Member(simplex, member.coords, member.buffers, records)
 
 

@@ -19,11 +19,12 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, GradientNormClipping, LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
-from torch import nn
+from torch import Tensor, nn
 
 from .global_state import own_global_rng
 from .batchnorm import has_batchnorm
 from .growing import EpochCallback, check_finite
+from .rows import StreamedRows, load_batches, ordered_batches
 
 INTERNAL_CALLBACK_PREFIX = "espro_"  # the names of the callbacks mode training adds to skorch's net
 MODE_MONITORS = ("train_loss",)  # what a callback may monitor in a mode's skorch history
@@ -143,12 +144,13 @@ class _DeviceBatches:
 
     def __iter__(self):
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # a DataLoader's base seed, drawn first
-        order = torch.randperm(len(self.X), generator=self.generator).to(self.X.device)
-        for idx in order.split(self.batch_size)[: len(self)]:
+        order = torch.randperm(len(self.X), generator=self.generator).to(self.y.device)
+        batches = order.split(self.batch_size)[: len(self)]
+        for idx, xb in zip(batches, load_batches(self.X, batches, self.device)):
             if self.augment is None:
-                yield self.X[idx], self.y[idx]
+                yield xb, self.y[idx]
             else:  # on the training device, where the augmentation draws its randomness
-                yield self.augment(self.X[idx].to(self.device)), self.y[idx]
+                yield self.augment(xb.to(self.device)), self.y[idx]
         torch.randperm(len(self.X), generator=self.generator)  # its sampler's draw for a remainder of 0 samples
 
 
@@ -164,13 +166,15 @@ class _DeviceValidBatches:
         return -(-len(self.X) // self.batch_size)
 
     def __iter__(self):
-        return zip(self.X.split(self.batch_size), self.y.split(self.batch_size))
+        sizes = [len(yb) for yb in self.y.split(self.batch_size)]
+        return zip(ordered_batches(self.X, sizes, self.y.device), self.y.split(self.batch_size))
 
 
 def _data_device(X: np.ndarray, device: str) -> str:
     """Where the training data is kept: on the training device when it takes at most a
-    quarter of that device's free memory, else on the CPU (skorch then moves each batch)."""
-    if torch.device(device).type != "cuda":
+    quarter of that device's free memory, else on the CPU (skorch then moves each batch).
+    Streamed rows come to the device a batch at a time; their targets are kept there."""
+    if isinstance(X, StreamedRows) or torch.device(device).type != "cuda":
         return device
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     return device if X.nbytes <= free / 4 else "cpu"
@@ -264,7 +268,7 @@ def train_mode(
             *copy.deepcopy(list(t.callbacks)),
         ],
         iterator_train=_DeviceBatches,
-        iterator_train__data=(torch.as_tensor(X, device=data_device), torch.as_tensor(y, device=data_device)),
+        iterator_train__data=(_on(X, data_device), torch.as_tensor(y, device=data_device)),
         iterator_train__drop_last=drop_last,
         iterator_train__generator=torch.Generator().manual_seed(seed),
         iterator_train__device=device,
@@ -289,7 +293,12 @@ def _valid_iterator(valid: tuple[np.ndarray, np.ndarray] | None, data_device: st
     if valid is None:
         return {}
     return {"iterator_valid": _DeviceValidBatches, "iterator_valid__batch_size": batch_size,
-            "iterator_valid__data": tuple(torch.as_tensor(a, device=data_device) for a in valid)}
+            "iterator_valid__data": (_on(valid[0], data_device), torch.as_tensor(valid[1], device=data_device))}
+
+
+def _on(X: np.ndarray | StreamedRows, device: str) -> Tensor | StreamedRows:
+    """An in-memory array as a tensor on ``device``; streamed rows stay where they are (read batch by batch)."""
+    return X if isinstance(X, StreamedRows) else torch.as_tensor(X, device=device)
 
 
 def _has_scheduler(callbacks) -> bool:

@@ -12,6 +12,7 @@ from torch import nn
 
 from .batchnorm import has_batchnorm
 from .global_state import private_module
+from .rows import take
 
 __all__ = ["check_augment", "check_batchnorm_batch", "check_module", "check_module_output", "check_trainable"]
 
@@ -21,7 +22,8 @@ def check_module_output(module: nn.Module, X: np.ndarray, n_classes: int | None)
 
     ``n_classes=None`` accepts any number of logits. Returns the number of logits.
     """
-    probe = torch.tensor(X[:2], device=next(iter(module.parameters()), torch.empty(0)).device)
+    device = next(iter(module.parameters()), torch.empty(0)).device
+    probe = torch.as_tensor(take(X, np.arange(min(2, len(X)))), device=device)
     name = type(module).__name__
     try:
         with torch.no_grad(), private_module(module) as work:  # module itself is shared by predicting threads
@@ -95,7 +97,7 @@ def check_augment(augment: Any, X: np.ndarray, device: str) -> None:
         return
     if not callable(augment):
         raise TypeError(f"augment must be a callable taking a batch tensor; got {type(augment).__name__}.")
-    probe = torch.tensor(X[:2], device=device)
+    probe = torch.as_tensor(take(X, np.arange(min(2, len(X)))), device=device)
     before = probe.clone()
     try:
         out = augment(probe)

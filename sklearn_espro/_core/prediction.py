@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .rows import StreamedRows, ordered_batches
 from .global_state import private_module
 from .batchnorm import batch_sizes, batchnorm_buffer_names, recompute_batchnorm, subsample_rows
 from ..geometry import sample_barycentric
@@ -102,8 +103,10 @@ def model_buffers(module: nn.Module, params: Params, buffers: Params, X: Tensor 
     out = expand(buffers, n_models)
     if X is None or not batchnorm_buffer_names(module):
         return out
+    device = next(iter(out.values())).device
+    X = X if isinstance(X, StreamedRows) else X.to(device)
     with private_module(module) as work:  # recomputation sets the layers' mode and momentum
-        return recompute_batchnorm(work, params, out, X.split(batch_sizes(len(X), batch_size, 2)),
+        return recompute_batchnorm(work, params, out, ordered_batches(X, batch_sizes(len(X), batch_size, 2), device),
                                    per_model=_has_convolution(module))
 
 
@@ -217,6 +220,10 @@ def mean_probabilities(members: Sequence[Member], x: Tensor, batch_size: int,
     >>> p.shape, bool(torch.allclose(p.sum(1), torch.ones(4, dtype=torch.float64)))
     (torch.Size([4, 2]), True)
     """
+    if isinstance(x, StreamedRows):  # a batch of rows at a time, each through every member
+        members = [member.to(device) for member in members]
+        return torch.cat([mean_probabilities(members, xb, batch_size, device)
+                          for xb in x.in_order(batch_sizes(len(x), batch_size, 1), device)])
     x = x.to(device)
     total = None
     for member in members:

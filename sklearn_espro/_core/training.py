@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from .batchnorm import batch_sizes
+from .rows import StreamedRows, load_batches
 from ..geometry import log_volume_with_vertex, sample_complex_coords
 from .simplex import Params, batched_forward, unflatten
 from .vertex_state import VertexState, init_vertex_state
@@ -238,7 +239,7 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     return loss.detach(), data_loss.detach()
 
 
-def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict[str, float]:
+def run_epoch(state: VertexState, X: Tensor | StreamedRows, y: Tensor, batch_size: int) -> dict[str, float]:
     """One pass over shuffled ``X`` in minibatches (each through ``state.augment``, if set); returns the epoch's losses.
 
     A last batch too short for one chunk (one sample, with BatchNorm) joins the one before.
@@ -246,8 +247,10 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     Parameters
     ----------
     state : VertexState
-    X : Tensor of shape (n_samples, ...)
+    X : Tensor of shape (n_samples, ...), or StreamedRows
+        On the training device, or rows read a batch at a time and moved there.
     y : Tensor of shape (n_samples,)
+        On the training device.
     batch_size : int
 
     Returns
@@ -270,10 +273,10 @@ def run_epoch(state: VertexState, X: Tensor, y: Tensor, batch_size: int) -> dict
     ['data_loss', 'log_volume', 'loss', 'start_data_loss']
     """
     order = torch.randperm(len(X), generator=state.generator, device=state.generator.device)
-    sums = torch.zeros(2, device=X.device, dtype=torch.float64)  # regularised loss, data loss
+    sums = torch.zeros(2, device=y.device, dtype=torch.float64)  # regularised loss, data loss
     batches = order.split(batch_sizes(len(X), batch_size, state.min_chunk))
-    for i, idx in enumerate(batches):
-        xb = X[idx] if state.augment is None else state.augment(X[idx])
+    for i, (idx, xb) in enumerate(zip(batches, load_batches(X, batches, y.device))):
+        xb = xb if state.augment is None else state.augment(xb)
         losses = torch.stack(train_step(state, xb, y[idx]))
         sums += losses
         if i == 0:  # the data loss (Eq. 1 without its volume term) at the start point

@@ -16,9 +16,11 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from torch import nn
+from torch.utils.data import DataLoader
 
 from .module_checks import check_augment, check_batchnorm_batch, check_module, check_module_output, check_trainable
 from .modes import INTERNAL_CALLBACK_PREFIX, mode_monitors
+from .rows import LOADER_OPTIONS
 
 __all__ = [
     "Interval",
@@ -44,11 +46,11 @@ __all__ = [
 ]
 
 
-ROUTED = ("module__", "optimizer__", "criterion__")
+ROUTED = ("module__", "optimizer__", "criterion__", "iterator_train__", "iterator_valid__")
 
 
 class RoutedParamsMixin:
-    """``module__*``, ``optimizer__*`` and ``criterion__*`` arguments, routed as skorch does.
+    """``module__*``, ``optimizer__*``, ``criterion__*`` and ``iterator_*__*`` arguments, routed as skorch does.
 
     They arrive through ``**kwargs``, live in the private dict ``_kwargs`` (so that
     ``__init__`` sets no attribute that is not a parameter), show in ``get_params`` and
@@ -73,6 +75,18 @@ class RoutedParamsMixin:
                 f"{type(self).__name__} got an unexpected argument {unexpected[0]!r}; routed arguments "
                 f"start with {', '.join(ROUTED)}."
             )
+        for prefix in ("iterator_train__", "iterator_valid__"):
+            for name in self._routed(prefix):
+                if name not in LOADER_OPTIONS:
+                    raise TypeError(
+                        f"{type(self).__name__} got {prefix}{name}, which is not a DataLoader argument it passes "
+                        f"on; those are {', '.join(sorted(LOADER_OPTIONS))} (the batches and their order are ESPRO's)."
+                    )
+            try:  # a DataLoader built (not iterated) with them checks their values and combination
+                DataLoader(range(2), **self._routed(prefix))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"The {prefix}* arguments {self._routed(prefix)} are not valid DataLoader "
+                                 f"arguments: {exc}") from exc
 
 
 def resolve_device(device: str | torch.device, *, fallback: bool = False) -> str:
