@@ -31,7 +31,8 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,33 @@ CONFIGS = {
     "aug-v4x3-lr0.2": ("aug", dict(n_vertices=4, vertex_epochs=3, vertex_lr=0.2)),
     "aug-v4x3-h5": ("aug", dict(n_vertices=4, vertex_epochs=3, n_train_samples=5)),
     "aug-v4x10": ("aug", dict(n_vertices=4, vertex_epochs=10)),
+    # beyond the paper: each vertex also trained to disagree with its mode on mixed-up inputs
+    # (an experimental field of VertexTraining, not an estimator parameter)
+    "div0.03-v4x3": ("plain", dict(n_vertices=4, vertex_epochs=3, diversity=0.03)),
+    "div0.3-v4x3": ("plain", dict(n_vertices=4, vertex_epochs=3, diversity=0.3)),
+    "noise0.01-v4x3": ("plain", dict(n_vertices=4, vertex_epochs=3, diversity=0.01, off_inputs="noise")),
+    "noise0.1-v4x3": ("plain", dict(n_vertices=4, vertex_epochs=3, diversity=0.1, off_inputs="noise")),
+    "div0.01-v4x3": ("plain", dict(n_vertices=4, vertex_epochs=3, diversity=0.01)),
 }
+EXPERIMENTAL = ("diversity", "off_inputs")  # VertexTraining fields that no estimator parameter sets
+
+
+@contextmanager
+def vertex_fields(**fields):
+    """Fit with these VertexTraining fields (experimental levers) set in every vertex's training."""
+    import sklearn_espro._base as base
+
+    original = base.training_settings
+
+    def patched(*args, **kwargs):
+        mode, vertex = original(*args, **kwargs)
+        return mode, replace(vertex, **fields)
+
+    base.training_settings = patched
+    try:
+        yield
+    finally:
+        base.training_settings = original
 
 
 def mnist1d_sets() -> dict:
@@ -156,10 +183,13 @@ def train_seed(name: str, seed: int, sets: dict, configs: list[str], out: Path, 
         if path.exists():
             continue
         pool, params = CONFIGS[config]
+        params = dict(params)
+        fields = {k: params.pop(k) for k in EXPERIMENTAL if k in params}
         start = time.perf_counter()
-        clf = ESPROClassifier(setting.module, modes=pools[pool][:setting.grown], n_modes=setting.grown,
-                              max_epochs=setting.mode_epochs,
-                              random_state=seed, device=device, **POOLS[pool], **params).fit(X, y)
+        with vertex_fields(**fields):
+            clf = ESPROClassifier(setting.module, modes=pools[pool][:setting.grown], n_modes=setting.grown,
+                                  max_epochs=setting.mode_epochs,
+                                  random_state=seed, device=device, **POOLS[pool], **params).fit(X, y)
         np.savez_compressed(path, **_member_probas(clf, sets))
         print(f"{name} seed {seed} {config}: {time.perf_counter() - start:.0f} s", flush=True)
 
@@ -170,7 +200,7 @@ def extra_epochs(config: str) -> int:
 
 
 def main() -> None:
-    from report_budget import report
+    from report_budget import report, summary
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", default=["mnist1d-cnn"], choices=list(SETTINGS))
@@ -185,6 +215,7 @@ def main() -> None:
         if not args.report_only:
             for seed in range(args.seeds):
                 train_seed(name, seed, sets, args.configs, args.out, args.device)
+        print(summary(name, sets, args.configs, args.out, args.seeds))
         print(report(name, sets, args.configs, args.out, args.seeds))
 
 

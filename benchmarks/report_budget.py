@@ -180,3 +180,44 @@ def plot(name: str, s: dict, configs: list[str], conds: list[str]) -> Path | Non
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def summary(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> str:
+    """The two compact tables of docs/results.md: target 1 per setting, and target 2 at J = min(3, grown)."""
+    setting = SETTINGS[name]
+    s = scores(name, sets, configs, out, seeds)
+    conds = list(sets["tests"])
+    short = ["clean", *[c.replace("shift", "s") for c in conds[1:]]]
+    j = min(3, setting.grown)
+    one = ["| setting | extra epochs | fraction of DE(2)'s calibrated gain: " + " / ".join(short) +
+           f" | raw NLL: {short[0]} / {short[-1]} | target met at |", "|---|---|---|---|---|"]
+    two = [f"| setting | epochs (J = {j}) | " + " | ".join(short) + " |", "|---|---|" + "---|" * len(conds)]
+    for config in configs:
+        de = f"DE:{CONFIGS[config][0]}"
+        done = _complete_seeds(s, [de, config])
+        if len(done) < 2:
+            continue
+        extra = extra_epochs(config)
+        fractions, met = [], []
+        for c in conds:
+            gain2 = np.array([s[(seed, de, 1)][c][1] - s[(seed, de, 2)][c][1] for seed in done])
+            gain1 = np.array([s[(seed, de, 1)][c][1] - s[(seed, config, 1)][c][1] for seed in done])
+            fractions.append(f"{gain1.mean() / gain2.mean():.2f}")
+            if _verdict(gain1 - 0.5 * gain2, False) == "better":
+                met.append(short[conds.index(c)])
+        raw = []
+        for c in (conds[0], conds[-1]):
+            raw2 = np.mean([s[(seed, de, 1)][c][0] - s[(seed, de, 2)][c][0] for seed in done])
+            raw1 = np.mean([s[(seed, de, 1)][c][0] - s[(seed, config, 1)][c][0] for seed in done])
+            raw.append(f"{raw1 / raw2:.2f}")
+        one.append(f"| `{config}` | {100 * extra / setting.mode_epochs:.0f}% | {' / '.join(fractions)} | "
+                   f"{' / '.join(raw)} | {', '.join(met) or 'nowhere'} |")
+        budget = j * (setting.mode_epochs + extra) / setting.mode_epochs
+        cells = []
+        for c in conds:
+            curve = {seed: [s[(seed, de, i)][c][1] for i in range(1, setting.pool + 1)] for seed in done}
+            dee = [deep_ensemble_equivalent(s[(seed, config, j)][c][1], curve[seed]) for seed in done]
+            capped = any(not np.isfinite(v) for v in dee)
+            cells.append(_fmt([min(v, setting.pool) - budget for v in dee]) + ("*" if capped else ""))
+        two.append(f"| `{config}` | {j * (setting.mode_epochs + extra)} | " + " | ".join(cells) + " |")
+    return "\n".join(one) + "\n\n" + "\n".join(two) + "\n"

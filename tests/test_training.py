@@ -266,3 +266,37 @@ def test_a_mode_step_clips_the_gradient_to_max_grad_norm():
     module, _ = train_mode(copy.deepcopy(start), X, y, training, device="cpu", seed=0)
     moved = float((torch.cat([p.detach().flatten() for p in module.parameters()]) - before).norm())
     assert moved == pytest.approx(0.1 * 0.5, rel=1e-4)  # one step of plain SGD on the clipped gradient
+
+
+def test_disagreement_term_makes_the_vertex_disagree_with_its_mode_off_the_training_set():
+    """The experimental lever of issue 22 (VertexTraining.diversity): with it, the new vertex
+    puts less probability on the mode's answers at mixed-up inputs than without."""
+    from sklearn_espro._core.training import run_epoch
+    from sklearn_espro._core.vertex_state import init_vertex_state
+
+    torch.manual_seed(0)
+    X = torch.randn(256, 10)
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
+    net = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    for _ in range(300):  # a confident mode
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(X), y).backward()
+        optimizer.step()
+    simplex = Simplex.from_module(net)
+    mix = torch.rand(256, 1)
+    off = mix * X + (1 - mix) * X.flip(0)
+    agreement = {}
+    for weight in (0.0, 1.0):
+        state = init_vertex_state(simplex, volume_reg=0.0, lr=0.1, n_train_samples=1, optimizer=torch.optim.SGD,
+                                  optimizer_kwargs={}, criterion=torch.nn.CrossEntropyLoss(),
+                                  generator=torch.Generator().manual_seed(0), diversity=weight)
+        for _ in range(5):
+            result = run_epoch(state, X, y, 32)
+        assert np.isfinite(result["loss"]) and (result["loss"] != result["data_loss"]) == (weight > 0)
+        with torch.no_grad():
+            mode = simplex.vertex_module(0)(off).softmax(-1)
+            weights = {k: v[0] for k, v in unflatten(state.vertex.detach()[None], state.like).items()}
+            vertex = functional_call(simplex.module, weights, (off,))
+            agreement[weight] = float((mode * vertex.softmax(-1)).sum(-1).mean())
+    assert agreement[1.0] < agreement[0.0] - 0.05

@@ -55,6 +55,13 @@ class VertexTraining:
     batchnorm_rows : int, default=None
         Rows of the training data, drawn once per simplex, on which the BatchNorm statistics
         of its prediction models are recomputed once its vertices are trained; ``None``: all.
+    diversity : float, default=0.0
+        Weight of the sampled models' agreement with their mode on mixed-up training
+        inputs (experimental, not an estimator parameter: see
+        :func:`~sklearn_espro._core.training._loss_with_disagreement`).
+    off_inputs : {"mixup", "noise"}, default="mixup"
+        Where that disagreement is sought (experimental, as ``diversity``).
+
     Examples
     --------
     >>> import torch
@@ -78,6 +85,8 @@ class VertexTraining:
     init_noise: float = 0.01
     init_step: float = 0.0
     batchnorm_rows: int | None = None
+    diversity: float = 0.0
+    off_inputs: str = "mixup"
 
 
 def fit_simplex(
@@ -243,7 +252,7 @@ def _grow_and_sample(simplex: Simplex, X, y, n_vertices, n_samples, vertex: Vert
         batch_size=vertex.batch_size, n_train_samples=vertex.n_train_samples, optimizer=vertex.optimizer,
         optimizer_kwargs=vertex.optimizer_kwargs, criterion=vertex.criterion.to(device),
         init_noise=vertex.init_noise, init_step=vertex.init_step, max_grad_norm=vertex.max_grad_norm,
-        augment=vertex.augment,
+        augment=vertex.augment, diversity=vertex.diversity, off_inputs=vertex.off_inputs,
     )
     n_draws = n_samples if n_vertices > 1 else 1  # every point of a 0-simplex is the mode
     member = draw_member(simplex, n_draws, X_t, vertex.batch_size, generator, vertex.batchnorm_rows)

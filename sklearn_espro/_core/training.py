@@ -108,7 +108,11 @@ def infer(state: VertexState, x_chunks: Tensor) -> Tensor:
     >>> infer(state, torch.randn(2, 5, 4)).shape  # 2 sampled models, 5 inputs each
     torch.Size([2, 5, 3])
     """
-    params = sample_params(state, x_chunks.shape[0])
+    return forward_sampled(state, sample_params(state, x_chunks.shape[0]), x_chunks)
+
+
+def forward_sampled(state: VertexState, params: Params, x_chunks: Tensor) -> Tensor:
+    """:func:`infer`'s forward of given sampled weights ``(n_chunks, ...)``, one setting per chunk."""
     if x_chunks.shape[0] == 1:  # one model: a plain forward, without vmap's batched kernels
         one = {name: p[0] for name, p in params.items()}
         return functional_call(state.module, (one, state.buffers), (x_chunks[0],))[None]
@@ -231,12 +235,48 @@ def train_step(state: VertexState, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tens
     """
     x_chunks, y_chunks = chunks(state, xb, yb)
     state.optimizer.zero_grad(set_to_none=True)
-    loss, data_loss = get_loss(state, infer(state, x_chunks), y_chunks)
+    if state.diversity:
+        loss, data_loss = _loss_with_disagreement(state, x_chunks, y_chunks)
+    else:
+        loss, data_loss = get_loss(state, infer(state, x_chunks), y_chunks)
     loss.backward()
     if state.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_([state.vertex], state.max_grad_norm)
     state.optimizer.step()
     return loss.detach(), data_loss.detach()
+
+
+def _loss_with_disagreement(state: VertexState, x_chunks: Tensor, y_chunks: Tensor) -> tuple[Tensor, Tensor]:
+    """Eq. 1's loss plus ``state.diversity`` times the sampled models' agreement with the mode off the training set.
+
+    Experimental (not an estimator parameter; ``benchmarks/budget.py``'s ``div*`` settings
+    measure it). Off the training set means mixup of the minibatch with itself shuffled
+    (``x' = a x_i + (1 - a) x_j``, ``a ~ U(0, 1)``), where the mode's answer is a guess, or
+    with ``state.off_inputs == "noise"`` the rows plus Gaussian noise of their standard deviation. The
+    term is D-BAT's (Pagliardini et al., 2023) for two models: ``-log(1 - sum_c p_c q_c)``,
+    ``p`` the sampled model's probabilities at ``x'``, ``q`` the mode's; it is small when
+    they put their mass on different classes. Each sampled model sees its chunk, then that
+    chunk's mixed-up copy in a forward of its own (so that BatchNorm normalises the training
+    rows by their own statistics, as it will at prediction).
+    """
+    n_chunks, size = x_chunks.shape[:2]
+    flat = x_chunks.flatten(0, 1)
+    if state.off_inputs == "noise":  # Gaussian noise of the rows' own scale
+        noise = torch.randn(flat.shape, generator=state.generator, device=state.generator.device).to(flat)
+        off = (flat + noise * flat.std()).unflatten(0, (n_chunks, size))
+    else:
+        mix = torch.rand(len(flat), generator=state.generator, device=state.generator.device).to(flat)
+        perm = torch.randperm(len(flat), generator=state.generator, device=state.generator.device).to(flat.device)
+        shape = (-1,) + (1,) * (flat.dim() - 1)
+        off = (mix.view(shape) * flat + (1 - mix.view(shape)) * flat[perm]).unflatten(0, (n_chunks, size))
+    params = sample_params(state, n_chunks)
+    loss, data_loss = get_loss(state, forward_sampled(state, params, x_chunks), y_chunks)
+    off_logits = forward_sampled(state, params, off)  # the same models, a forward of their own (BatchNorm)
+    with torch.no_grad():
+        mode = {name: p[0] for name, p in unflatten(state.frozen[:1], state.like).items()}
+        q = functional_call(state.module, (mode, state.buffers), (off.flatten(0, 1),)).softmax(-1)
+    agree = (off_logits.flatten(0, 1).softmax(-1) * q).sum(-1)
+    return loss + state.diversity * -torch.log1p(-agree.clamp(max=1 - 1e-6)).mean(), data_loss
 
 
 def run_epoch(state: VertexState, X: Tensor | StreamedRows, y: Tensor, batch_size: int) -> dict[str, float]:

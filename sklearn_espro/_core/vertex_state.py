@@ -43,6 +43,8 @@ class VertexState:
     generator: torch.Generator
     max_grad_norm: float | None = None  # the vertex's gradient is clipped to this norm before each step
     augment: Callable[[Tensor], Tensor] | None = None  # applied to each training minibatch's inputs
+    diversity: float = 0.0  # weight of the disagreement with the mode off the training set (experimental)
+    off_inputs: str = "mixup"  # where that disagreement is sought: "mixup" or "noise" (experimental)
 
 
 def _initial_vertex(frozen: Params, noise: float, generator: torch.Generator) -> Tensor:
@@ -74,6 +76,8 @@ def init_vertex_state(
     faces: Sequence[Sequence[int]] | None = None,
     max_grad_norm: float | None = None,
     augment: Callable[[Tensor], Tensor] | None = None,
+    diversity: float = 0.0,
+    off_inputs: str = "mixup",
 ) -> VertexState:
     """Freeze the vertices of ``simplex`` and start a new vertex at their centroid plus noise.
 
@@ -143,4 +147,6 @@ def init_vertex_state(
         generator=generator,
         max_grad_norm=max_grad_norm,
         augment=augment,
+        diversity=diversity,
+        off_inputs=off_inputs,
     )
