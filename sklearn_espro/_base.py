@@ -9,6 +9,8 @@ prediction means.
 
 from __future__ import annotations
 
+import copy
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from functools import partial
 from numbers import Integral, Real
@@ -163,6 +165,8 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
             check_warm_start(self, fitted, X.shape[1:])
             self._check_warm_targets(targets)
         rng = check_random_state(self.random_state)
+        if isinstance(X, StreamedRows):  # its loaders' worker seeds, drawn from a copy: rng's draws stay as they are
+            X.seed = int(copy.deepcopy(rng).randint(MAX_SEED)) + 1
         build = partial(self._build, X.shape[1], targets.n_outputs)
         with own_global_rng(device):
             modules, pretrained = initial_modules(build, self.n_modes, self.modes, rng)
@@ -228,7 +232,8 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
             raise ValueError(f"{type(self).__name__} takes X in memory (an array; a memmap is read into memory); "
                              "a torch Dataset is accepted by ESPROClassifier.")
         loader = {"train": self._routed("iterator_train__"), "valid": self._routed("iterator_valid__")}
-        rows, y = streamed_input(X, y, loader=loader, fit=fit)
+        with own_global_rng():  # a dataset's transforms may draw from torch's global generator
+            rows, y = streamed_input(X, y, loader=loader, fit=fit)
         if fit:
             y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
             if y.ndim == 2 and y.shape[1] == 1:
@@ -278,4 +283,5 @@ class ESPROBase(Version03Attributes, RoutedParamsMixin, BaseEstimator):
         if X_t is not None:
             check_batchnorm_batch(self.simplexes_[0].module, self.batch_size, len(X_t))
         # statistics over batches of the training batch size, as fit computes them
-        return sample_members(self.simplexes_, n_models, X_t, self.batch_size, seed, self.batchnorm_rows)
+        with own_global_rng() if isinstance(X_t, StreamedRows) else nullcontext():  # a dataset's transforms may draw
+            return sample_members(self.simplexes_, n_models, X_t, self.batch_size, seed, self.batchnorm_rows)

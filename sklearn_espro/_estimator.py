@@ -6,6 +6,7 @@ this class says what classes are and averages the members' probabilities (Eq. 5)
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import partial
 
 import numpy as np
@@ -15,8 +16,9 @@ from sklearn.utils.validation import validate_data
 from torch import nn
 
 from ._base import ESPROBase, Targets
+from ._core.global_state import own_global_rng
 from ._core.prediction import mean_probabilities
-from ._core.rows import as_rows
+from ._core.rows import StreamedRows, as_rows
 from ._core.validation import StrOptions, check_criterion, check_module, check_X_y, resolve_device
 from ._modules import MLP
 from ._starts import encode_labels, weighted_criterion_kwargs
@@ -167,10 +169,11 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         arguments: ``iterator_train__*`` for the training batches, ``iterator_valid__*``
         for batches in order (held-out rows, BatchNorm statistics, prediction), e.g.
         ``iterator_train__num_workers=4, iterator_train__pin_memory=True``. Only
-        ``num_workers``, ``pin_memory``, ``prefetch_factor``, ``persistent_workers``,
-        ``timeout``, ``worker_init_fn``, ``multiprocessing_context``,
-        ``pin_memory_device`` and ``in_order``: the batches, their order and their
-        collation are ESPRO's, so that the rows train the same model however they arrive.
+        ``num_workers``, ``pin_memory``, ``prefetch_factor``, ``timeout``,
+        ``worker_init_fn``, ``multiprocessing_context`` and ``pin_memory_device``: the
+        batches, their order and their collation are ESPRO's, so that the rows train the
+        same model however they arrive. Each pass over the data builds its own loader,
+        whose workers are seeded from ``random_state`` and the pass.
         In-memory arrays ignore them (they are indexed on the device directly).
 
     Attributes
@@ -348,7 +351,9 @@ class ESPROClassifier(ClassifierMixin, ESPROBase):
         """
         X = self._validate_X(X)
         device = resolve_device(self.device, fallback=True)
-        proba = mean_probabilities(self.members_, as_rows(X), self.predict_batch_size, device).numpy()
+        streamed = own_global_rng(device) if isinstance(X, StreamedRows) else nullcontext()
+        with streamed:  # a dataset's transforms may draw from torch's global generator
+            proba = mean_probabilities(self.members_, as_rows(X), self.predict_batch_size, device).numpy()
         bad = np.flatnonzero(~np.isfinite(proba).all(axis=1))
         if len(bad):
             raise FloatingPointError(

@@ -135,7 +135,7 @@ def test_a_writable_memmap_is_never_written(data, tmp_path):
 
 def test_bad_streamed_input_is_refused_before_training(data, memmap, tmp_path):
     X, y = data
-    with pytest.raises(ValueError, match="not .input, target. pairs, and y is None"):
+    with pytest.raises(ValueError, match="not .input, target. tuples, and y is None"):
         ESPROClassifier(**TINY).fit(TensorDataset(torch.from_numpy(X)), None)
     with pytest.raises(ValueError, match="pairs and y was passed too"):
         ESPROClassifier(**TINY).fit(Pairs(X, y), y)
@@ -176,7 +176,7 @@ def test_early_stopping_on_a_validation_split_of_a_dataset(data):
 
 def test_a_memmap_is_never_copied_whole(tmp_path):
     """Under a data-segment limit of half the memmap's size, fit and predict succeed; copying it fails."""
-    resource = pytest.importorskip("resource")
+    pytest.importorskip("resource")
     script = textwrap.dedent(f"""
         import resource, numpy as np, torch
         from sklearn_espro import ESPROClassifier
@@ -201,6 +201,63 @@ def test_a_memmap_is_never_copied_whole(tmp_path):
             print("streamed; a whole copy fails")
     """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # no thread pools created under the limit
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "streamed; a whole copy fails" in out.stdout
+
+
+class Noisy(Pairs):
+    """A dataset whose items draw from torch's global generator (a random transform)."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x + 0.01 * torch.randn(x.shape), y
+
+    def __getitems__(self, rows):
+        return [self[i] for i in rows]
+
+
+def test_reading_a_dataset_leaves_torchs_global_generator_as_it_was(data):
+    X, y = data
+    state = torch.get_rng_state()
+    clf = ESPROClassifier(**TINY).fit(Noisy(X, y), None)
+    clf.predict_proba(Noisy(X, y))
+    clf.sample_models(2, X=Noisy(X, y))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_more_bad_streamed_input(data, memmap, tmp_path):
+    X, y = data
+    with pytest.raises(ValueError, match="y is None"):
+        ESPROClassifier(**TINY).fit(memmap, None)
+    np.save(tmp_path / "empty.npy", np.zeros((40, 0), np.float32))
+    with pytest.raises(ValueError, match="holds no samples or no values"):
+        ESPROClassifier(**TINY).fit(np.load(tmp_path / "empty.npy", mmap_mode="r"), y[:40])
+
+    class Ragged(Pairs):
+        def __getitem__(self, i):
+            x, t = super().__getitem__(i)
+            return (x[:20] if i == 30 else x), t
+
+        def __getitems__(self, rows):
+            return [self[i] for i in rows]
+
+    with pytest.raises(ValueError, match="samples have different shapes"):
+        ESPROClassifier(**TINY).fit(Ragged(X, y), None)
+    with pytest.raises(TypeError, match="iterator_train__in_order, which is not a DataLoader argument"):
+        ESPROClassifier(**TINY, iterator_train__in_order=False).fit(memmap, y)
+
+
+def test_loader_workers_draw_new_seeds_each_pass(data, memmap):
+    """A dataset's random transforms in DataLoader workers differ from pass to pass, and a fit is reproducible."""
+    from sklearn_espro._core.rows import StreamedRows
+
+    X, y = data
+    rows = StreamedRows(Noisy(X, y), (40,), loader={"train": {"num_workers": 1}, "valid": {}})
+    first = torch.cat(list(rows.batches([np.arange(10)], "cpu")))
+    second = torch.cat(list(rows.batches([np.arange(10)], "cpu")))
+    assert not torch.equal(first, second)
+    kw = {**TINY, "iterator_train__num_workers": 1}
+    a = ESPROClassifier(**kw).fit(Noisy(X, y), None)
+    b = ESPROClassifier(**kw).fit(Noisy(X, y), None)
+    assert same_models(a, b)

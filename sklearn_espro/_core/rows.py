@@ -23,14 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 __all__ = ["LOADER_OPTIONS", "StreamedRows", "as_rows", "is_streamed", "load_batches", "ordered_batches", "streamed_input", "take"]
 
 # DataLoader arguments a user may route (``iterator_train__*``, ``iterator_valid__*``); the
-# batches, their order and their collation are ESPRO's own
-LOADER_OPTIONS = frozenset({"num_workers", "pin_memory", "prefetch_factor", "persistent_workers", "timeout",
-                            "worker_init_fn", "multiprocessing_context", "pin_memory_device", "in_order"})
+# batches, their order (``in_order`` stays True) and their collation are ESPRO's own, and a
+# loader lives for one pass (``persistent_workers`` would do nothing)
+LOADER_OPTIONS = frozenset({"num_workers", "pin_memory", "prefetch_factor", "timeout", "worker_init_fn",
+                            "multiprocessing_context", "pin_memory_device"})
 
 
 class MemmapRows(Dataset):
@@ -90,8 +91,8 @@ class MemmapRows(Dataset):
 
 def _file_position(array: np.memmap) -> tuple[str, int] | None:
     """``(path, byte offset of row 0)`` of a C-contiguous memmap's rows in its file, or None."""
-    if getattr(array, "filename", None) is None or getattr(array, "mode", "c") == "c":
-        return None
+    if not hasattr(os, "preadv") or getattr(array, "filename", None) is None or getattr(array, "mode", "c") == "c":
+        return None  # (no os.preadv on Windows: the memmap is indexed)
     if not array.flags.c_contiguous or array.size == 0:
         return None
     base = array
@@ -117,8 +118,12 @@ def _inputs(items: list) -> Tensor:
     """Collate a batch of a user's dataset: the inputs (first elements of ``(x, y)`` or ``(x,)`` tuples), float32."""
     if isinstance(items, Tensor):
         return items
-    return torch.stack([torch.as_tensor(item[0] if isinstance(item, tuple) else item, dtype=torch.float32)
-                        for item in items])
+    inputs = [torch.as_tensor(item[0] if isinstance(item, tuple) else item, dtype=torch.float32) for item in items]
+    shapes = {tuple(x.shape) for x in inputs}
+    if len(shapes) > 1:
+        raise ValueError(f"X's samples have different shapes ({sorted(shapes)[:2]}, ...): every sample of X needs "
+                         "the same shape.")
+    return torch.stack(inputs)
 
 
 def _as_batch(batch: Tensor) -> Tensor:
@@ -147,6 +152,7 @@ class StreamedRows(Dataset):
         self.index = np.arange(len(source)) if index is None else np.asarray(index, dtype=np.int64)
         self.loader = loader or {"train": {}, "valid": {}}
         self.collate = _as_batch if isinstance(source, MemmapRows) else _inputs
+        self.seed, self._passes = 0, 0  # each pass's DataLoader seeds its workers from seed + passes
 
     def __len__(self) -> int:
         return len(self.index)
@@ -160,7 +166,9 @@ class StreamedRows(Dataset):
 
     def subset(self, rows: np.ndarray) -> StreamedRows:
         """The view of ``rows`` of this one (a new object; nothing is read)."""
-        return StreamedRows(self.source, self.sample_shape, self.index[np.asarray(rows)], self.loader)
+        view = StreamedRows(self.source, self.sample_shape, self.index[np.asarray(rows)], self.loader)
+        view.seed = self.seed + 1_000_003  # its own worker seeds
+        return view
 
     def take(self, rows) -> Tensor:
         """``rows`` (of this view) read now, in the order given: float32 on the CPU."""
@@ -175,9 +183,12 @@ class StreamedRows(Dataset):
         options = dict(self.loader.get(kind, {}))
         pin = bool(options.get("pin_memory")) and torch.device(device).type == "cuda"
         options["pin_memory"] = pin
-        # its own generator: a DataLoader draws its workers' base seed, which must not come from torch's global one
-        loader = DataLoader(self.source, batch_sampler=batches, collate_fn=self.collate,
-                            generator=torch.Generator().manual_seed(0), **options)
+        # its own generator: a DataLoader draws its workers' base seed, which must not come from torch's
+        # global one; a new seed for each pass, so that a dataset's random transforms differ between epochs
+        self._passes += 1
+        generator = torch.Generator().manual_seed((self.seed + self._passes) % 2**63)
+        loader = DataLoader(self.source, batch_sampler=batches, collate_fn=self.collate, generator=generator,
+                            **options)
         for rows, xb in zip(batches, loader):
             yield self._checked(xb, rows).to(device, non_blocking=pin)
 
@@ -250,22 +261,31 @@ def streamed_input(X, y=None, *, loader: dict[str, dict[str, Any]], fit: bool) -
             raise ValueError(f"X is a memmap of shape {X.shape}; it needs a sample per row: (n_samples, ...).")
         if X.dtype.kind not in "biuf":
             raise ValueError(f"X must hold numbers (it is cast to float32); the memmap has dtype {X.dtype}.")
+        if len(X) == 0 or 0 in X.shape[1:]:
+            raise ValueError(f"X is a memmap of shape {X.shape}, which holds no samples or no values per sample.")
         rows = StreamedRows(MemmapRows(X), X.shape[1:], loader=loader)
         chunk = max(1, (16 << 20) // max(X[:1].nbytes, 1))
-        for start in range(0, len(rows), chunk):  # NaN or infinity, named by row, before anything trains
+        for start in range(0, len(rows), chunk) if fit else ():  # NaN or infinity, named by row, before training
             rows.take(np.arange(start, min(start + chunk, len(rows))))
     else:
+        if isinstance(X, IterableDataset):
+            raise ValueError(f"X is an IterableDataset ({type(X).__name__}); ESPRO needs a map-style Dataset, "
+                             "whose rows it can shuffle.")
         if not hasattr(X, "__len__"):
             raise ValueError(f"X is a {type(X).__name__} without a length (an IterableDataset?); ESPRO needs a "
                              "map-style Dataset, whose rows it can shuffle.")
         if len(X) == 0:
             raise ValueError("X is an empty Dataset.")
-        first = X[0]
+        try:
+            first = X[0]
+        except NotImplementedError as exc:
+            raise ValueError(f"X ({type(X).__name__}) cannot be indexed (X[0] failed); ESPRO needs a map-style "
+                             "Dataset.") from exc
         if isinstance(first, tuple) and len(first) not in (1, 2):
             raise ValueError(f"X's items are tuples of {len(first)}; ESPRO takes inputs, (input,) or (input, target).")
         pairs = isinstance(first, tuple) and len(first) == 2
         if fit and y is None and not pairs:
-            raise ValueError("X is a Dataset whose items are not (input, target) pairs, and y is None: pass y, "
+            raise ValueError("X is a Dataset whose items are not (input, target) tuples, and y is None: pass y, "
                              "or a Dataset of (input, target) tuples.")
         if y is not None and pairs:
             raise ValueError("X is a Dataset of (input, target) pairs and y was passed too: pass y=None (the "
@@ -280,6 +300,8 @@ def streamed_input(X, y=None, *, loader: dict[str, dict[str, Any]], fit: bool) -
         rows = StreamedRows(X, tuple(sample.shape), loader=loader)
         if fit and y is None:
             y = _read_targets(rows)
+    if fit and y is None:
+        raise ValueError("y is None: fit needs the targets, as y or as the second element of a Dataset's items.")
     if y is not None and not isinstance(y, str) and hasattr(y, "__len__") and len(y) != len(rows):
         raise ValueError(f"X has {len(rows)} samples but y has {len(y)}; they must have one label per sample.")
     return rows, y
@@ -292,7 +314,7 @@ def _pairs(items: list) -> tuple[Tensor, list]:
 def _read_targets(rows: StreamedRows) -> np.ndarray:
     """The targets of a dataset of ``(input, target)`` pairs, in one pass that also checks the inputs."""
     targets = []
-    options = {k: v for k, v in rows.loader.get("valid", {}).items() if k != "pin_memory"}
+    options = {k: v for k, v in rows.loader.get("valid", {}).items() if k not in ("pin_memory", "pin_memory_device")}
     loader = DataLoader(rows.source, batch_size=1024, collate_fn=_pairs, generator=torch.Generator().manual_seed(0),
                         **options)
     for start, (xb, yb) in zip(range(0, len(rows), 1024), loader):
