@@ -10,6 +10,10 @@ For each data set and seed:
 - ESPRO grown from the deep ensemble's own members (``modes=``), at several
   ``n_vertices``; its first J simplexes make the J-member ESPRO ensemble.
 
+Raw metrics only: the budget curve judged after temperature scaling, with deep-ensemble
+equivalents and paired intervals on 10,000-series test sets (issue 22), is ``budget.py``'s,
+which caches every network so that settings can be added without retraining the pool.
+
 Every model is scored (accuracy, NLL, ECE with 15 bins, Brier) on the clean test set and
 on each shifted test set (see ``datasets.py`` for what each severity is). Outputs: every
 run as JSON and CSV in ``--out``, markdown tables printed and written into
