@@ -59,6 +59,9 @@ CONFIGS = {
     "aug-v4x3-lr0.2": ("aug", dict(n_vertices=4, vertex_epochs=3, vertex_lr=0.2)),
     "aug-v4x3-h5": ("aug", dict(n_vertices=4, vertex_epochs=3, n_train_samples=5)),
     "aug-v4x10": ("aug", dict(n_vertices=4, vertex_epochs=10)),
+    # for the ResNet regime's 60-epoch modes: 30% in one vertex, and a four times higher vertex rate
+    "v2x18": ("plain", dict(n_vertices=2, vertex_epochs=18)),
+    "v4x6-lr0.2": ("plain", dict(n_vertices=4, vertex_epochs=6, vertex_lr=0.2)),
     # beyond the paper: each vertex also trained to disagree with its mode on mixed-up inputs
     # (an experimental field of VertexTraining, not an estimator parameter)
     "div0.03-v4x3": ("plain", dict(n_vertices=4, vertex_epochs=3, diversity=0.03)),
