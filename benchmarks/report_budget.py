@@ -221,3 +221,30 @@ def summary(name: str, sets: dict, configs: list[str], out: Path, seeds: int) ->
             cells.append(_fmt([min(v, setting.pool) - budget for v in dee]) + ("*" if capped else ""))
         two.append(f"| `{config}` | {j * (setting.mode_epochs + extra)} | " + " | ".join(cells) + " |")
     return "\n".join(one) + "\n\n" + "\n".join(two) + "\n"
+
+
+def validation_choice(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> str:
+    """What a user could choose without the test sets: each setting's one-simplex calibrated NLL
+    on the (clean) validation series, the temperature cross-fitted on its two halves."""
+    y_val = sets["val"][1]
+    halves = np.array_split(np.random.RandomState(0).permutation(len(y_val)), 2)
+    rows = {}
+    for kind in ["DE:plain", *configs]:
+        values = []
+        for seed in range(seeds):
+            folder = out / name / f"seed{seed}"
+            path = folder / ("pool-plain.npz" if kind == "DE:plain" else f"{kind}.npz")
+            if not path.exists():
+                continue
+            probs = np.load(path)["val"].astype(np.float64)
+            for m in range(SETTINGS[name].grown):  # the simplexes, or the networks they were grown from
+                p = probs[m]
+                values.append(np.mean([calibrated_nll(y_val[a], p[a], y_val[b], p[b])["calibrated_nll"]
+                                       for a, b in (halves, halves[::-1])]))
+        if values:
+            rows[kind] = (np.mean(values), len(values))
+    lines = ["| setting | validation calibrated NLL of one simplex (DE: one of the networks they grew from) | scored |",
+             "|---|---|---|"]
+    for kind, (value, count) in sorted(rows.items(), key=lambda kv: kv[1][0]):
+        lines.append(f"| `{kind}` | {value:.4f} | {count} |")
+    return "\n".join(lines) + "\n"
