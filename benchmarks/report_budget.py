@@ -67,6 +67,22 @@ def _complete_seeds(s: dict, kinds: list[str]) -> list[int]:
     return [seed for seed in seeds if all((seed, kind, 1) in s for kind in kinds)]
 
 
+def _gains(s: dict, de: str, config: str, seeds: list[int], c: str, which: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed, one simplex's gain over its mode and DE(2)'s over DE(1) (``which``: 0 raw NLL, 1 calibrated)."""
+    gain1 = np.array([s[(seed, de, 1)][c][which] - s[(seed, config, 1)][c][which] for seed in seeds])
+    gain2 = np.array([s[(seed, de, 1)][c][which] - s[(seed, de, 2)][c][which] for seed in seeds])
+    return gain1, gain2
+
+
+def _dee_margin(s: dict, de: str, config: str, seeds: list[int], c: str, j: int, budget: float,
+                pool: int) -> tuple[list[float], int]:
+    """Per seed, ESPRO(j)'s DEE minus the networks its epochs buy (DEE beyond DE(pool) counted as pool),
+    and how many seeds were beyond."""
+    curve = {seed: [s[(seed, de, i)][c][1] for i in range(1, pool + 1)] for seed in seeds}
+    dee = [deep_ensemble_equivalent(s[(seed, config, j)][c][1], curve[seed]) for seed in seeds]
+    return [min(v, pool) - budget for v in dee], sum(not np.isfinite(v) for v in dee)
+
+
 def report(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> str:
     POOL, GROWN, MODE_EPOCHS = SETTINGS[name].pool, SETTINGS[name].grown, SETTINGS[name].mode_epochs
     s = scores(name, sets, configs, out, seeds)
@@ -101,10 +117,8 @@ def report(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> 
         # target 1: a J=1 simplex recovers at least half of a second network's calibrated gain
         recover, margin, raw_recover = [], [], []
         for c in conds:
-            gain2 = np.array([s[(seed, de, 1)][c][1] - s[(seed, de, 2)][c][1] for seed in done])
-            gain1 = np.array([s[(seed, de, 1)][c][1] - s[(seed, config, 1)][c][1] for seed in done])
-            raw2 = np.array([s[(seed, de, 1)][c][0] - s[(seed, de, 2)][c][0] for seed in done])
-            raw1 = np.array([s[(seed, de, 1)][c][0] - s[(seed, config, 1)][c][0] for seed in done])
+            gain1, gain2 = _gains(s, de, config, done, c, 1)
+            raw1, raw2 = _gains(s, de, config, done, c, 0)
             recover.append(f"{gain1.mean() / gain2.mean():.2f}")
             raw_recover.append(f"{raw1.mean() / raw2.mean():.2f}")
             margin.append(f"{_fmt(gain1 - 0.5 * gain2)} ({_verdict(gain1 - 0.5 * gain2, False)})")
@@ -126,9 +140,7 @@ def report(name: str, sets: dict, configs: list[str], out: Path, seeds: int) -> 
                 continue
             cells = []
             for c in conds:
-                dee = [deep_ensemble_equivalent(s[(seed, config, j)][c][1], de_cal[(seed, c)]) for seed in done]
-                d = [min(v, POOL) - budget for v in dee]
-                capped = sum(not np.isfinite(v) for v in dee)
+                d, capped = _dee_margin(s, de, config, done, c, j, budget, POOL)
                 note = f"; beyond DE({POOL}) in {capped} seeds, counted as {POOL}: a lower bound" if capped else ""
                 cells.append(f"{_fmt(d)} ({_verdict(d, False)}{note})")
             lines.append(f"| J={j} | {j * (MODE_EPOCHS + extra)} | " + " | ".join(cells) + " |")
@@ -198,27 +210,22 @@ def summary(name: str, sets: dict, configs: list[str], out: Path, seeds: int) ->
         if len(done) < 2:
             continue
         extra = extra_epochs(config)
-        fractions, met = [], []
+        fractions, met, raw = [], [], []
         for c in conds:
-            gain2 = np.array([s[(seed, de, 1)][c][1] - s[(seed, de, 2)][c][1] for seed in done])
-            gain1 = np.array([s[(seed, de, 1)][c][1] - s[(seed, config, 1)][c][1] for seed in done])
+            gain1, gain2 = _gains(s, de, config, done, c, 1)
             fractions.append(f"{gain1.mean() / gain2.mean():.2f}")
             if _verdict(gain1 - 0.5 * gain2, False) == "better":
                 met.append(short[conds.index(c)])
-        raw = []
         for c in (conds[0], conds[-1]):
-            raw2 = np.mean([s[(seed, de, 1)][c][0] - s[(seed, de, 2)][c][0] for seed in done])
-            raw1 = np.mean([s[(seed, de, 1)][c][0] - s[(seed, config, 1)][c][0] for seed in done])
-            raw.append(f"{raw1 / raw2:.2f}")
+            raw1, raw2 = _gains(s, de, config, done, c, 0)
+            raw.append(f"{raw1.mean() / raw2.mean():.2f}")
         one.append(f"| `{config}` | {100 * extra / setting.mode_epochs:.0f}% | {' / '.join(fractions)} | "
                    f"{' / '.join(raw)} | {', '.join(met) or 'nowhere'} |")
         budget = j * (setting.mode_epochs + extra) / setting.mode_epochs
         cells = []
         for c in conds:
-            curve = {seed: [s[(seed, de, i)][c][1] for i in range(1, setting.pool + 1)] for seed in done}
-            dee = [deep_ensemble_equivalent(s[(seed, config, j)][c][1], curve[seed]) for seed in done]
-            capped = any(not np.isfinite(v) for v in dee)
-            cells.append(_fmt([min(v, setting.pool) - budget for v in dee]) + ("*" if capped else ""))
+            d, capped = _dee_margin(s, de, config, done, c, j, budget, setting.pool)
+            cells.append(_fmt(d) + ("*" if capped else ""))
         two.append(f"| `{config}` | {j * (setting.mode_epochs + extra)} | " + " | ".join(cells) + " |")
     return "\n".join(one) + "\n\n" + "\n".join(two) + "\n"
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .rows import StreamedRows, take
+from .rows import as_rows, take
 from .global_state import own_global_rng, private_module
 from .growing import grow_simplex
 from .modes import ModeTraining, train_mode
@@ -244,7 +244,7 @@ def _grow_and_sample(simplex: Simplex, X, y, n_vertices, n_samples, vertex: Vert
                      on_epoch) -> Member:
     """Grow a simplex (on the device) to ``n_vertices`` and draw its prediction models (steps 2 and 3)."""
     generator = torch.Generator(device=device).manual_seed(seed)
-    X_t = X if isinstance(X, StreamedRows) else torch.as_tensor(X, device=device)  # streamed: read batch by batch
+    X_t = as_rows(X, device)
     y_t = torch.as_tensor(y, device=device)
     simplex, records = grow_simplex(
         simplex, X_t, y_t, n_vertices, volume_reg=vertex.volume_reg, phase=name, generator=generator,

@@ -19,12 +19,12 @@ from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, GradientNormClipping, LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
-from torch import Tensor, nn
+from torch import nn
 
 from .global_state import own_global_rng
 from .batchnorm import has_batchnorm
 from .growing import EpochCallback, check_finite
-from .rows import StreamedRows, load_batches, ordered_batches
+from .rows import StreamedRows, as_rows, load_batches, ordered_batches
 
 INTERNAL_CALLBACK_PREFIX = "espro_"  # the names of the callbacks mode training adds to skorch's net
 MODE_MONITORS = ("train_loss",)  # what a callback may monitor in a mode's skorch history
@@ -268,7 +268,7 @@ def train_mode(
             *copy.deepcopy(list(t.callbacks)),
         ],
         iterator_train=_DeviceBatches,
-        iterator_train__data=(_on(X, data_device), torch.as_tensor(y, device=data_device)),
+        iterator_train__data=(as_rows(X, data_device), torch.as_tensor(y, device=data_device)),
         iterator_train__drop_last=drop_last,
         iterator_train__generator=torch.Generator().manual_seed(seed),
         iterator_train__device=device,
@@ -293,12 +293,8 @@ def _valid_iterator(valid: tuple[np.ndarray, np.ndarray] | None, data_device: st
     if valid is None:
         return {}
     return {"iterator_valid": _DeviceValidBatches, "iterator_valid__batch_size": batch_size,
-            "iterator_valid__data": (_on(valid[0], data_device), torch.as_tensor(valid[1], device=data_device))}
+            "iterator_valid__data": (as_rows(valid[0], data_device), torch.as_tensor(valid[1], device=data_device))}
 
-
-def _on(X: np.ndarray | StreamedRows, device: str) -> Tensor | StreamedRows:
-    """An in-memory array as a tensor on ``device``; streamed rows stay where they are (read batch by batch)."""
-    return X if isinstance(X, StreamedRows) else torch.as_tensor(X, device=device)
 
 
 def _has_scheduler(callbacks) -> bool:

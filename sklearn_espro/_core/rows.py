@@ -324,6 +324,7 @@ def _read_targets(rows: StreamedRows) -> np.ndarray:
     return np.asarray(targets)
 
 
-def as_rows(X: np.ndarray | StreamedRows) -> Tensor | StreamedRows:
-    """A checked in-memory array as a tensor (sharing its memory); streamed rows as they are."""
-    return X if isinstance(X, StreamedRows) else torch.from_numpy(X)
+def as_rows(X: np.ndarray | StreamedRows, device: str | torch.device = "cpu") -> Tensor | StreamedRows:
+    """A checked in-memory array as a tensor on ``device`` (sharing its memory on the CPU);
+    streamed rows as they are (read batch by batch, moved to the device then)."""
+    return X if isinstance(X, StreamedRows) else torch.as_tensor(X, device=device)
