@@ -203,7 +203,7 @@ def extra_epochs(config: str) -> int:
 
 
 def main() -> None:
-    from report_budget import report, summary
+    from report_budget import report, summary, validation_choice
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", default=["mnist1d-cnn"], choices=list(SETTINGS))
@@ -212,9 +212,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "budget")
     parser.add_argument("--report-only", action="store_true", help="tables from the cache, training nothing")
+    parser.add_argument("--validation-choice", action="store_true",
+                        help="only what the validation series would choose among --configs, from the cache")
     args = parser.parse_args()
     for name in args.data:
         sets = SETTINGS[name].sets()
+        if args.validation_choice:
+            print(validation_choice(name, sets, args.configs, args.out, args.seeds))
+            continue
         if not args.report_only:
             for seed in range(args.seeds):
                 train_seed(name, seed, sets, args.configs, args.out, args.device)
